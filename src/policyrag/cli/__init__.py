@@ -1,0 +1,75 @@
+"""`policyrag` command line: one sub-module per group of commands, all calling the Engine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from importlib import import_module
+
+from ..config import Settings
+
+# Each module has register(subparsers) and sets `func` on its parsers.
+COMMAND_MODULES = ["index_cmd", "search_cmd"]
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = Settings()
+    parser = argparse.ArgumentParser(
+        prog="policyrag",
+        description="Semantic search and cited summaries over Chinese local-government reports. "
+                    "Questions may be in simplified or traditional Chinese, or English.",
+        epilog="Start with: policyrag index build   then: policyrag search 招商引资",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--index", default=str(defaults.index_dir), metavar="DIR",
+                        help="index folder (default: %(default)s; env POLICYRAG_INDEX)")
+    common.add_argument("--model", default=None,
+                        help="embedding model: the one the index was built with by default; "
+                             "for a build, 'packaged:use-multilingual' (default), a "
+                             "sentence-transformers name or folder, or onnx:PATH")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        import_module(f"{__name__}.{name}").register(sub, common)
+    return parser
+
+
+def emit_json(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+def run(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+    from ..embedding import EmbedderError
+    from ..index import IndexError_
+    from ..readers import ReadError
+    from ..retrieval import QueryError
+    from ..store import IndexLocked
+
+    known = (UserError, IndexError_, QueryError, ReadError, EmbedderError, IndexLocked,
+             FileNotFoundError)
+    try:
+        return func(args) or 0
+    except known as exc:
+        print(f"policyrag: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("policyrag: interrupted; the index is unchanged unless a commit finished",
+              file=sys.stderr)
+        return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1") if os.environ.get("POLICYRAG_OFFLINE") else None
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run(args.func, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""`policyrag index build|add|remove|rebuild|info|verify`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..engine import Engine
+from . import UserError, emit_json
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    index = sub.add_parser("index", help="build, update and inspect an index",
+                           description="Build, update and inspect a policyrag index.")
+    isub = index.add_subparsers(dest="index_command", required=True, metavar="ACTION")
+    writer = argparse.ArgumentParser(add_help=False)
+    writer.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                        help="if another process is writing the index, wait up to this long "
+                             "(default: fail at once)")
+
+    p = isub.add_parser("build", parents=[common, writer], help="index reports from scratch",
+                        description="Read, clean and chunk the reports in PATHS (files or "
+                                    "folders of .txt/.md/.html), embed them and write a new "
+                                    "index. The old index stays until the new one is complete.")
+    p.add_argument("paths", nargs="*", type=Path, metavar="PATHS",
+                   help="files or folders (default: seeds/)")
+    p.set_defaults(func=cmd_build)
+
+    p = isub.add_parser("add", parents=[common, writer],
+                        help="add new or changed reports; unchanged ones are skipped",
+                        description="Embed only new or changed reports (by content hash); a "
+                                    "changed file replaces its old chunks. Creates the index if "
+                                    "there is none.")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATHS")
+    p.set_defaults(func=cmd_add)
+
+    p = isub.add_parser("remove", parents=[common, writer], help="remove reports from the index")
+    p.add_argument("keys", nargs="+", metavar="DOC_ID_OR_PATH")
+    p.set_defaults(func=cmd_remove)
+
+    p = isub.add_parser("rebuild", parents=[common, writer],
+                        help="re-index every report from its recorded source (e.g. new --model)")
+    p.set_defaults(func=cmd_rebuild)
+
+    p = isub.add_parser("info", parents=[common], help="what is in the index")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_info)
+
+    p = isub.add_parser("verify", parents=[common],
+                        help="check that vectors, chunk store and manifest agree")
+    p.set_defaults(func=cmd_verify)
+
+
+def _engine(args: argparse.Namespace) -> Engine:
+    return Engine(args.index, args.model, progress=sys.stderr.isatty())
+
+
+def _report_errors(errors) -> None:
+    for err in errors:
+        print(f"skipped {err}", file=sys.stderr)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    paths = args.paths or [engine.settings.seeds_dir]
+    gen, errors = engine.build(paths, args.wait)
+    _report_errors(errors)
+    info = engine.info()
+    m = info["manifest"]
+    print(f"built {args.index} ({gen}): {m['documents']} reports, {m['chunks']} chunks, "
+          f"model {m['model']}")
+    return 1 if errors else 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    change, errors = _engine(args).add(args.paths, args.wait)
+    _report_errors(errors)
+    print(f"added {len(change.added)}, replaced {len(change.replaced)}, "
+          f"unchanged {len(change.unchanged)}"
+          + (f" -> {change.generation}" if change.generation else " (index not rewritten)"))
+    for doc_id in change.added + change.replaced:
+        print(f"  {doc_id}")
+    return 1 if errors else 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    change = _engine(args).remove(args.keys, args.wait)
+    print(f"removed {', '.join(change.removed)} -> {change.generation}")
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    gen, errors = engine.rebuild(args.wait)
+    _report_errors(errors)
+    print(f"rebuilt {args.index} ({gen})")
+    return 1 if errors else 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = _engine(args).info()
+    if args.json:
+        emit_json(info)
+        return 0
+    m = info["manifest"]
+    print(f"index      {info['index']} ({info['generation']}, built {m['created']})")
+    print(f"model      {m['model']} (revision {m['model_revision']}, {m['dim']} dims)")
+    print(f"chunks     {m['chunks']} (max {m['chunk_max_chars']} chars, "
+          f"overlap {m['chunk_overlap_chars']})")
+    print(f"reports    {m['documents']}")
+    for d in info["documents"]:
+        print(f"  {d['doc_id']:<28} {d['locality'] or '?':<10} {d['date'] or '':<11} "
+              f"{d['chunks']:>4} chunks  {d['title']}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ..index import verify
+
+    problems = verify(Path(args.index))
+    if problems:
+        for p in problems:
+            print(f"problem: {p}")
+        raise UserError(f"{args.index} failed verification ({len(problems)} problems); "
+                        f"repair with: policyrag index rebuild --index {args.index}")
+    print(f"{args.index}: OK (vectors, chunk store and manifest agree)")
+    return 0

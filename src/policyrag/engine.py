@@ -1,0 +1,103 @@
+"""The one engine behind the CLI, the web UI and batch jobs: an index plus the model to query it.
+
+It opens the index lazily, and reopens it when another process (or an upload in the UI) has
+committed a newer generation, so additions are visible without a restart.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from . import index as idx
+from .config import Settings
+from .documents import Document, load_documents
+from .embedding import Embedder, load_embedder
+from .readers import ReadError
+from .retrieval import Filters, Hit, Searcher
+
+
+class Engine:
+    def __init__(self, index_dir: Path | str | None = None, model: str | None = None,
+                 settings: Settings | None = None, progress: bool = False) -> None:
+        self.settings = settings or Settings()
+        self.root = Path(index_dir) if index_dir else self.settings.index_dir
+        self.requested_model = model
+        self.progress = progress
+        self._embedder: Embedder | None = None
+        self._index: idx.Index | None = None
+        self._lock = threading.RLock()
+
+    # ---- reading ----
+    @property
+    def embedder(self) -> Embedder:
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = idx.embedder_for(self.root, self.requested_model)
+            return self._embedder
+
+    @property
+    def index(self) -> idx.Index:
+        with self._lock:
+            if self._index is None or self._index.is_stale():
+                self._index = idx.open_index(self.root, self.embedder)
+            return self._index
+
+    def searcher(self) -> Searcher:
+        return Searcher(self.index, self.embedder, self.settings)
+
+    def search(self, query: str, k: int | None = None, filters: Filters | None = None,
+               mode: str | None = None) -> list[Hit]:
+        return self.searcher().search(query, k, filters, mode)
+
+    def exists(self) -> bool:
+        return idx.store.current_generation(self.root) is not None
+
+    def info(self) -> dict:
+        ix = self.index
+        docs = sorted(ix.documents.values(), key=lambda d: d.doc_id)
+        per_doc: dict[str, int] = {}
+        for c in ix.chunks:
+            per_doc[c.doc_id] = per_doc.get(c.doc_id, 0) + 1
+        return {
+            "index": str(self.root),
+            "generation": ix.generation.name,
+            "manifest": vars(ix.manifest),
+            "documents": [{"doc_id": d.doc_id, "title": d.display_title, "locality": d.locality,
+                           "date": d.date, "meeting": d.meeting, "script": d.script,
+                           "source": d.source, "chunks": per_doc.get(d.doc_id, 0)}
+                          for d in docs],
+        }
+
+    # ---- writing ----
+    def _load(self, paths: list[Path]) -> tuple[list[Document], list[ReadError]]:
+        return load_documents(paths)
+
+    def build(self, paths: list[Path], wait: float = 0.0) -> tuple[str | None, list[ReadError]]:
+        docs, errors = self._load(paths)
+        embedder = load_embedder(self.requested_model or self.settings.model)
+        gen = idx.build(self.root, docs, embedder, self.settings,
+                        [str(p) for p in paths], self.progress, wait)
+        with self._lock:
+            self._embedder, self._index = embedder, None
+        return gen, errors
+
+    def add(self, paths: list[Path], wait: float = 0.0) -> tuple[idx.Change, list[ReadError]]:
+        docs, errors = self._load(paths)
+        if not docs:
+            raise idx.IndexError_("nothing to add: " + "; ".join(map(str, errors)) if errors
+                                  else "nothing to add")
+        change = idx.add(self.root, docs, self.embedder, self.settings, self.progress, wait)
+        with self._lock:
+            self._index = None
+        return change, errors
+
+    def remove(self, keys: list[str], wait: float = 0.0) -> idx.Change:
+        change = idx.remove(self.root, keys, self.settings, wait)
+        with self._lock:
+            self._index = None
+        return change
+
+    def rebuild(self, wait: float = 0.0) -> tuple[str | None, list[ReadError]]:
+        sources = [Path(d.source) for d in self.index.documents.values()]
+        return self.build(sources, wait)

@@ -1,0 +1,140 @@
+"""China's administrative divisions as a gazetteer: names, levels and parents.
+
+The table is the one shipped inside the `cpca` wheel (adcode + name per division); codes give
+the hierarchy: PPCCDD000000, province when CCDD is 0, city when DD is 0, otherwise a county or
+district.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import distribution
+from pathlib import Path
+
+# Longest first so that 自治县 wins over 县.
+_SUFFIXES = ("特别行政区", "自治区", "自治州", "自治县", "自治旗", "地区", "省", "市", "区",
+             "县", "盟", "旗")
+ZONE_KINDS = {"经济技术开发区": "经开区", "经济开发区": "经开区", "经开区": "经开区",
+              "高新技术产业开发区": "高新区", "高新区": "高新区", "开发区": "开发区",
+              "新区": "新区"}
+
+
+@dataclass(frozen=True)
+class Place:
+    name: str          # full official name, e.g. 莲都区
+    short: str         # the name as reports write it, e.g. 莲都
+    level: str         # province | city | county | zone
+    parent: str | None  # full name of the parent division
+    province: str | None
+
+
+def short_name(name: str) -> str:
+    for suffix in _SUFFIXES:
+        if name.endswith(suffix) and len(name) - len(suffix) >= 2:
+            return name[: -len(suffix)]
+    return name
+
+
+@lru_cache(maxsize=1)
+def places() -> tuple[Place, ...]:
+    # Located through the wheel's metadata: importing cpca itself needs pkg_resources.
+    raw = Path(distribution("cpca").locate_file("cpca/resources/adcodes.csv")).read_text("utf-8")
+    rows = [(r["adcode"], r["name"]) for r in csv.DictReader(io.StringIO(raw))]
+    by_code = {code[:6]: name for code, name in rows}
+    out = []
+    for code, name in rows:
+        prov, city, county = code[:2], code[2:4], code[4:6]
+        if city == "00" and county == "00":
+            level, parent = "province", None
+        elif county == "00":
+            level, parent = "city", by_code.get(prov + "0000")
+        else:
+            level = "county"
+            parent = by_code.get(prov + city + "00") or by_code.get(prov + "0000")
+        # Municipal districts (市辖区) and such placeholders are not places anyone writes.
+        if name in {"市辖区", "县", "省直辖县级行政区划", "自治区直辖县级行政区划"}:
+            continue
+        out.append(Place(name, short_name(name), level, parent, by_code.get(prov + "0000")))
+    return tuple(out)
+
+
+@lru_cache(maxsize=1)
+def _by_surface() -> dict[str, list[Place]]:
+    table: dict[str, list[Place]] = {}
+    for p in places():
+        for surface in {p.name, p.short}:
+            table.setdefault(surface, []).append(p)
+    return table
+
+
+@lru_cache(maxsize=1)
+def _longest_surface() -> int:
+    return max(map(len, _by_surface()))
+
+
+@dataclass(frozen=True)
+class Mention:
+    place: Place
+    start: int
+    end: int
+
+
+def _zone_at(text: str, kind_start: int, kind: str) -> Mention | None:
+    """A development zone named after the place just before its kind word: 丽水 + 经开区."""
+    table = _by_surface()
+    for width in (3, 2):
+        host = table.get(text[max(0, kind_start - width):kind_start])
+        city = next((p for p in host or [] if p.level in {"city", "county"}), None)
+        if city is not None and kind_start - width >= 0:
+            name = city.short + ZONE_KINDS[kind]
+            zone = Place(name, name, "zone", city.name, city.province)
+            return Mention(zone, kind_start - width, kind_start + len(kind))
+    return None
+
+
+def find_places(text: str) -> list[Mention]:
+    """Every mention of a known place in simplified text, longest match first, no overlaps."""
+    table = _by_surface()
+    kinds = sorted(ZONE_KINDS, key=len, reverse=True)
+    mentions: list[Mention] = []
+    i = 0
+    while i < len(text):
+        zone = next((z for k in kinds if text.startswith(k, i + 2) or text.startswith(k, i + 3)
+                     for z in [_zone_at(text, i + (2 if text.startswith(k, i + 2) else 3), k)]
+                     if z is not None and z.start == i), None)
+        if zone is not None:
+            mentions.append(zone)
+            i = zone.end
+            continue
+        for width in range(min(_longest_surface(), len(text) - i), 1, -1):
+            found = table.get(text[i:i + width])
+            if found:
+                mentions.extend(Mention(p, i, i + width) for p in found)
+                i += width
+                break
+        else:
+            i += 1
+    return mentions
+
+
+def same_place(query: str, locality: str | None) -> bool:
+    """Whether a user's locality filter (莲都, 蓮都區, Liandu, 丽水经开区) names this locality."""
+    if not locality:
+        return False
+    from .script import to_simplified
+
+    q = to_simplified(query.strip()).lower().replace(" ", "")
+    loc = to_simplified(locality)
+    if q in {loc.lower(), short_name(loc).lower()} or short_name(q) == short_name(loc):
+        return True
+    return q in {romanise(loc), romanise(short_name(loc))}
+
+
+@lru_cache(maxsize=4096)
+def romanise(name: str) -> str:
+    from pypinyin import lazy_pinyin
+
+    return "".join(lazy_pinyin(name)).lower()

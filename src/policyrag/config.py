@@ -27,6 +27,9 @@ class Settings:
     # Reciprocal-rank fusion constant; 60 is the value from the original RRF paper.
     rrf_k: int = 60
     retrieval: str = "hybrid"  # dense | lexical | hybrid
+    fusion: str = "rrf"  # rrf | linear: how hybrid merges the dense and lexical lists
+    dense_weight: float = 1.0
+    lexical_weight: float = 1.0
     generations_kept: int = 2
 
 

@@ -130,11 +130,15 @@ def same_place(query: str, locality: str | None) -> bool:
     loc = to_simplified(locality)
     if q in {loc.lower(), short_name(loc).lower()} or short_name(q) == short_name(loc):
         return True
-    return q in {romanise(loc), romanise(short_name(loc))}
+    return q in romanisations(loc) | romanisations(short_name(loc))
 
 
 @lru_cache(maxsize=4096)
-def romanise(name: str) -> str:
-    from pypinyin import lazy_pinyin
+def romanisations(name: str) -> frozenset[str]:
+    """Every toneless pinyin spelling of a name: 莲都 is liandu, though 都 alone reads dou."""
+    from itertools import islice, product
 
-    return "".join(lazy_pinyin(name)).lower()
+    from pypinyin import Style, pinyin
+
+    readings = pinyin(name, style=Style.NORMAL, heteronym=True)
+    return frozenset("".join(p).lower() for p in islice(product(*readings), 64))

@@ -517,6 +517,4 @@ def load_generator(
     if model_path is not None or (reason := _local_model_reason()) is None:
         return _llama_from_local(model_path)
     problems.append(reason)
-    raise GenerationUnavailable(
-        f"no generative model available: {'; '.join(problems)}. {_HOW_TO}"
-    )
+    raise GenerationUnavailable(f"no generative model available: {'; '.join(problems)}. {_HOW_TO}")

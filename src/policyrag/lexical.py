@@ -18,7 +18,7 @@ from .script import to_simplified
 _QUOTED = re.compile(r"[“\"「『]([\u4e00-\u9fff\d]{2,8})[”\"」』]")
 _TOKEN_OK = re.compile(r"[\u4e00-\u9fff\w]")
 STOPWORDS = frozenset(
-    "的 了 和 与 及 是 在 为 以 对 把 将 要 等 中 上 下 也 都 而 并 或 之 其 这 那 有 就 着 于 由 "
+    "的 了 和 与 及 是 在 为 以 对 把 将 要 等 中 上 下 也 都 而 并 或 之 其 这 那 有 就 着 于 由 "  # noqa: SIM905
     "被 从 到 向 让 使 各 个 们 更 又 还 再 很 所 以来 进一步 全面 加快 推进 推动 坚持 深入 "
     "什么 如何 怎么 哪些 怎样 吗 呢 the a an of to and in for on is are what how which".split()
 )

@@ -10,7 +10,7 @@ import numpy as np
 
 from .config import Settings
 from .embedding import Embedder
-from .gazetteer import romanise, same_place, short_name
+from .gazetteer import romanisations, same_place, short_name
 from .index import Index
 from .lexical import tokenize
 from .script import to_simplified
@@ -70,8 +70,8 @@ def prepare_query(query: str, index: Index) -> str:
     # characters so both the model and BM25 see the place.
     lowered = re.sub(r"[^a-z]", "", query.lower())
     extra = [short_name(loc) for loc in index.localities()
-             if len(romanise(short_name(loc))) >= 4 and romanise(short_name(loc)) in lowered
-             and short_name(loc) not in query]
+             if short_name(loc) not in query
+             and any(len(r) >= 4 and r in lowered for r in romanisations(short_name(loc)))]
     return query + (" " + " ".join(extra) if extra else "")
 
 
@@ -126,8 +126,12 @@ class Searcher:
         elif mode == "lexical":
             ranked = self.lexical(query, k, rows)
         else:
-            ranked = rrf([self.dense(query, depth, rows), self.lexical(query, depth, rows)],
-                         self.settings.rrf_k)[:k]
+            lists = [self.dense(query, depth, rows), self.lexical(query, depth, rows)]
+            weights = [self.settings.dense_weight, self.settings.lexical_weight]
+            if self.settings.fusion == "linear":
+                ranked = linear(lists, weights)[:k]
+            else:
+                ranked = rrf(lists, self.settings.rrf_k, weights)[:k]
         return [self.hit(i, score) for i, score in ranked]
 
     def hit(self, row: int, score: float) -> Hit:
@@ -137,10 +141,35 @@ class Searcher:
                    chunk.chunk_id, chunk.text, round(score, 6), chunk.start, chunk.end)
 
 
-def rrf(rankings: list[list[tuple[int, float]]], k: int = 60) -> list[tuple[int, float]]:
-    """Reciprocal-rank fusion: each list adds 1/(k + rank) for every item it ranks."""
+Ranking = list[tuple[int, float]]
+
+
+def _max_normalised(rankings: list[Ranking], weights: list[float]) -> dict[int, float]:
+    """Each list's scores divided by its best score, weighted and summed per row."""
+    total: dict[int, float] = {}
+    for ranking, w in zip(rankings, weights, strict=True):
+        best = max((s for _, s in ranking), default=0.0)
+        for row, score in ranking:
+            total[row] = total.get(row, 0.0) + (w * score / best if best > 0 else 0.0)
+    return total
+
+
+def rrf(rankings: list[Ranking], k: int = 60,
+        weights: list[float] | None = None) -> Ranking:
+    """Reciprocal-rank fusion: each list adds w/(k + rank) for every item it ranks.
+
+    Two lists that swap their top two items give both the same fused score; such ties go to the
+    item with the higher normalised scores, so a far stronger match in one list wins.
+    """
+    weights = weights or [1.0] * len(rankings)
     fused: dict[int, float] = {}
-    for ranking in rankings:
+    for ranking, w in zip(rankings, weights, strict=True):
         for rank, (row, _) in enumerate(ranking, start=1):
-            fused[row] = fused.get(row, 0.0) + 1.0 / (k + rank)
-    return sorted(fused.items(), key=lambda x: -x[1])
+            fused[row] = fused.get(row, 0.0) + w / (k + rank)
+    tie_break = _max_normalised(rankings, weights)
+    return sorted(fused.items(), key=lambda x: (-round(x[1], 9), -tie_break[x[0]]))
+
+
+def linear(rankings: list[Ranking], weights: list[float]) -> Ranking:
+    """Weighted sum of max-normalised scores."""
+    return sorted(_max_normalised(rankings, weights).items(), key=lambda x: -x[1])

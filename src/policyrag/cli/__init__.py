@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from importlib import import_module
@@ -65,7 +64,6 @@ def run(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespa
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1") if os.environ.get("POLICYRAG_OFFLINE") else None
     parser = build_parser()
     args = parser.parse_args(argv)
     return run(args.func, args)

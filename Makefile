@@ -1,0 +1,34 @@
+# Two commands do all set-up on a fresh clone: `make demo` and `make test` (see README).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+CLI := $(VENV)/bin/policyrag
+QUESTION ?= 各地区分别把哪些工作作为重点？
+
+.PHONY: install demo test lint browser bench clean
+
+install: $(VENV)/.installed
+
+# Re-run the install whenever the project's requirements change.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check --upgrade pip
+	$(PIP) install -q --disable-pip-version-check -e '.[test]'
+	touch $@
+
+demo: install
+	$(CLI) index build
+	$(CLI) search "$(QUESTION)" -k 3
+
+browser:
+	bash scripts/install-browser.sh
+
+test: install browser
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m pytest -q
+
+lint: install
+	$(PY) -m ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) indexes/default

@@ -13,12 +13,12 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check --upgrade pip
-	$(PIP) install -q --disable-pip-version-check -e '.[test]'
+	CMAKE_BUILD_PARALLEL_LEVEL=2 $(PIP) install -q --disable-pip-version-check -e '.[test,generate]'
 	touch $@
 
 demo: install
 	$(CLI) index build
-	$(CLI) search "$(QUESTION)" -k 3
+	$(CLI) ask "$(QUESTION)" --by-locality
 
 browser:
 	bash scripts/install-browser.sh

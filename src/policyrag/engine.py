@@ -13,7 +13,7 @@ from . import index as idx
 from .config import Settings
 from .documents import Document, load_documents
 from .embedding import Embedder, load_embedder
-from .readers import ReadError
+from .readers import DuplicateReport, KeptStoredText, Notice, ReadError
 from .retrieval import Filters, Hit, Searcher
 
 
@@ -73,31 +73,65 @@ class Engine:
     def _load(self, paths: list[Path]) -> tuple[list[Document], list[ReadError]]:
         return load_documents(paths)
 
-    def build(self, paths: list[Path], wait: float = 0.0) -> tuple[str | None, list[ReadError]]:
-        docs, errors = self._load(paths)
-        embedder = load_embedder(self.requested_model or self.settings.model)
-        gen = idx.build(self.root, docs, embedder, self.settings,
-                        [str(p) for p in paths], self.progress, wait)
-        with self._lock:
-            self._embedder, self._index = embedder, None
-        return gen, errors
+    def _writer_embedder(self, model: str) -> Embedder:
+        """The loaded model if it is the one wanted (tests share one), else a fresh one."""
+        if self._embedder is not None and self._embedder.name == model:
+            return self._embedder
+        return load_embedder(model)
 
-    def add(self, paths: list[Path], wait: float = 0.0) -> tuple[idx.Change, list[ReadError]]:
+    def _committed(self, embedder: Embedder | None = None) -> None:
+        with self._lock:
+            if embedder is not None:
+                self._embedder = embedder
+            self._index = None
+
+    def build(self, paths: list[Path], wait: float = 0.0) -> tuple[str | None, list[ReadError]]:
+        """A new index of the reports in `paths`. Errors name the files skipped; notices
+        (DuplicateReport) name files whose content was already there and was indexed once."""
         docs, errors = self._load(paths)
         if not docs:
-            raise idx.IndexError_("nothing to add: " + "; ".join(map(str, errors)) if errors
-                                  else "nothing to add")
+            raise idx.IndexError_(_nothing("index", paths, errors))
+        embedder = self._writer_embedder(self.requested_model or self.settings.model)
+        change = idx.build_index(self.root, docs, embedder, self.settings,
+                                 [str(p) for p in paths], self.progress, wait)
+        self._committed(embedder)
+        return change.generation, errors + _duplicates(change)
+
+    def add(self, paths: list[Path], wait: float = 0.0) -> tuple[idx.Change, list[ReadError]]:
+        """Embed only new or changed reports; creates the index if there is none."""
+        docs, errors = self._load(paths)
+        if not docs:
+            raise idx.IndexError_(_nothing("add", paths, errors))
         change = idx.add(self.root, docs, self.embedder, self.settings, self.progress, wait)
-        with self._lock:
-            self._index = None
-        return change, errors
+        self._committed()
+        return change, errors + _duplicates(change)
 
     def remove(self, keys: list[str], wait: float = 0.0) -> idx.Change:
         change = idx.remove(self.root, keys, self.settings, wait)
-        with self._lock:
-            self._index = None
+        self._committed()
         return change
 
     def rebuild(self, wait: float = 0.0) -> tuple[str | None, list[ReadError]]:
-        sources = [Path(d.source) for d in self.index.documents.values()]
-        return self.build(sources, wait)
+        """Re-read every report from its recorded source and re-embed (with --model, a new model).
+
+        A report whose source file has gone is kept from the text stored in the index; each
+        such one comes back as a KeptStoredText notice.
+        """
+        manifest = idx.read_manifest(self.root)
+        model = self.requested_model or (manifest.model if manifest else self.settings.model)
+        embedder = self._writer_embedder(model)
+        change = idx.rebuild(self.root, embedder, self.settings, self.progress, wait)
+        self._committed(embedder)
+        notices: list[ReadError] = [KeptStoredText(Path(source), doc_id, why)
+                                    for doc_id, source, why in change.kept]
+        return change.generation, notices + [Notice(self.root, n) for n in change.notes]
+
+
+def _duplicates(change: idx.Change) -> list[ReadError]:
+    return [DuplicateReport(Path(source), doc_id) for source, doc_id in change.duplicates]
+
+
+def _nothing(verb: str, paths: list[Path], errors: list[ReadError]) -> str:
+    where = ", ".join(map(str, paths)) or "(no paths)"
+    why = "; ".join(map(str, errors)) or "no .txt/.md/.html/.docx/.pdf reports found"
+    return f"nothing to {verb} in {where}: {why}"

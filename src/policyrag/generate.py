@@ -110,12 +110,16 @@ def _messages(prompt: str, system: str | None, *, fold_system: bool) -> list[dic
 
 
 def _default_threads() -> int:
-    # llama_cpp defaults to cpu_count() // 2, i.e. a single thread on a 2-core
-    # box; generation is compute bound, so use every core we are allowed on.
+    # Half the usable cores (llama_cpp's own rule, spelled out so it is visible).
+    # Measured on the 2-core dev/CI box with the 270M model: 1 thread decoded at
+    # ~26 tok/s while 2 threads gave 3-19 tok/s, because ggml's OpenMP workers
+    # spin on barriers and collapse as soon as anything else (embedding, tests)
+    # competes for the cores; prefill showed the same (1290 tokens: 10 s vs 19-33 s).
     try:
-        return max(len(os.sched_getaffinity(0)), 1)
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not available on macOS / Windows
-        return max(os.cpu_count() or 1, 1)
+        cores = os.cpu_count() or 1
+    return max(cores // 2, 1)
 
 
 class LlamaCppGenerator:
@@ -401,6 +405,7 @@ def find_packaged_gguf() -> Path | None:
                 f"packaged model {name} is corrupt (sha256 mismatch); "
                 f"reinstall {PACKAGED_GGUF_DIST}"
             )
+        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; the cache may be shared
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

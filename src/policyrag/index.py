@@ -1,10 +1,16 @@
-"""The index: FAISS vectors, the chunk store and the manifest, built, changed and opened together."""
+"""The index: FAISS vectors, the chunk store and the manifest, built, changed and opened together.
+
+Every change (build, add, remove, rebuild) writes a whole new generation folder under the writer
+lock and makes it live with one atomic rename (see store.py), so a reader always sees one
+consistent generation and a crash leaves the previous one live.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +28,9 @@ from .script import to_simplified
 
 FORMAT_VERSION = 1
 FILES = ("manifest.json", "vectors.faiss", "chunks.jsonl", "documents.jsonl")
+# A reader retries this often when writers commit (and collect the generation it was reading)
+# faster than it can load one.
+OPEN_ATTEMPTS = 8
 
 
 class IndexError_(RuntimeError):
@@ -29,6 +38,10 @@ class IndexError_(RuntimeError):
 
 
 class IndexMissing(IndexError_):
+    pass
+
+
+class IndexDamaged(IndexError_):
     pass
 
 
@@ -51,6 +64,7 @@ class Manifest:
     lexicon: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     checksums: dict[str, str] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
     policyrag_version: str = __version__
     format_version: int = FORMAT_VERSION
     created: str = ""
@@ -89,8 +103,16 @@ class Index:
         return sorted({d.locality for d in self.documents.values() if d.locality})
 
 
+def _same_model(a: str, b: str) -> bool:
+    """Equal names, or two spellings of one local model folder."""
+    if a == b:
+        return True
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    return pa.is_dir() and pb.is_dir() and pa.resolve() == pb.resolve()
+
+
 def check_model(manifest: Manifest, embedder: Embedder, root: Path) -> None:
-    if manifest.model != embedder.name or manifest.dim != embedder.dim:
+    if not _same_model(manifest.model, embedder.name) or manifest.dim != embedder.dim:
         raise ModelMismatch(
             f"{root} was built with model {manifest.model!r} ({manifest.dim} dims); "
             f"it cannot be searched with {embedder.name!r} ({embedder.dim} dims). "
@@ -103,41 +125,111 @@ def check_model(manifest: Manifest, embedder: Embedder, root: Path) -> None:
             f"Rebuild it: policyrag index rebuild --index {root}")
 
 
+def _missing(root: Path) -> IndexMissing:
+    return IndexMissing(f"no index at {root}; build one with: policyrag index build "
+                        f"[PATHS...] --index {root}")
+
+
 def open_index(root: Path, embedder: Embedder | None = None) -> Index:
-    gen = store.current_generation(root)
-    if gen is None:
-        raise IndexMissing(f"no index at {root}; build one with: policyrag index build "
-                           f"[PATHS...] --index {root}")
+    """The live generation, whole; with `embedder`, also checks it is the model of the index."""
+    root = Path(root)
+    for _ in range(OPEN_ATTEMPTS):
+        name = store.read_current(root)
+        if name is None:
+            raise _missing(root)
+        try:
+            return _load_generation(root, root / name, embedder)
+        except IndexDamaged:
+            if store.read_current(root) != name:
+                continue  # a writer committed meanwhile and collected this generation
+            raise
+    raise IndexError_(f"{root} changed {OPEN_ATTEMPTS} times while it was being opened; "
+                      "try again")
+
+
+def _load_generation(root: Path, gen: Path, embedder: Embedder | None) -> Index:
+    def damaged(what: str) -> IndexDamaged:
+        return IndexDamaged(f"index at {root} ({gen.name}) is damaged: {what}. "
+                            f"Check it with: policyrag index verify --index {root}")
+
+    if not gen.is_dir():
+        raise damaged(f"{store.CURRENT} names {gen.name}, which does not exist")
     try:
         manifest = Manifest.from_dict(store.read_json(gen / "manifest.json"))
+    except FileNotFoundError:
+        raise damaged("manifest.json is missing") from None
+    except (OSError, ValueError, TypeError) as exc:
+        raise damaged(f"manifest.json cannot be read ({exc})") from None
+    if embedder is not None:
+        check_model(manifest, embedder, root)
+    for name in FILES[1:]:
+        try:
+            size = (gen / name).stat().st_size
+        except FileNotFoundError:
+            raise damaged(f"{name} is missing") from None
+        expected = manifest.sizes.get(name)
+        if expected is not None and size != expected:
+            raise damaged(f"{name} is {size} bytes, manifest.json says {expected} "
+                          "(truncated or overwritten)")
+    try:
+        vectors = faiss.read_index(str(gen / "vectors.faiss"))
+    except RuntimeError:
+        raise damaged("vectors.faiss cannot be read by FAISS (truncated or corrupted)") from None
+    try:
         docs = {d["doc_id"]: Document.from_dict(d)
                 for d in store.load_jsonl(gen / "documents.jsonl")}
         rows = store.load_jsonl(gen / "chunks.jsonl")
-        vectors = faiss.read_index(str(gen / "vectors.faiss"))
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-        raise IndexError_(f"index at {root} ({gen.name}) is damaged: {exc}. "
-                          f"Run: policyrag index verify --index {root}") from exc
-    if embedder is not None:
-        check_model(manifest, embedder, root)
-    chunks = [Chunk(r["chunk_id"], r["doc_id"], r["start"], r["end"], r["text"]) for r in rows]
+        chunks = [Chunk(r["chunk_id"], r["doc_id"], r["start"], r["end"], r["text"])
+                  for r in rows]
+    except FileNotFoundError as exc:
+        raise damaged(f"{Path(exc.filename or '?').name} is missing") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise damaged(f"the chunk or document store cannot be read ({exc})") from None
+    if vectors.d != manifest.dim:
+        raise damaged(f"vectors.faiss holds {vectors.d}-dim vectors, manifest.json says "
+                      f"{manifest.dim}")
     if vectors.ntotal != len(chunks):
-        raise IndexError_(f"index at {root} is damaged: {vectors.ntotal} vectors for "
-                          f"{len(chunks)} chunks. Run: policyrag index rebuild --index {root}")
+        raise damaged(f"vectors.faiss holds {vectors.ntotal} vectors for {len(chunks)} chunks")
     tokens = [r.get("tokens", "").split() for r in rows]
     return Index(root, gen, manifest, docs, chunks, vectors, tokens)
 
 
+def read_manifest(root: Path) -> Manifest | None:
+    """The live manifest, or None when there is none or it cannot be read."""
+    gen = store.current_generation(root)
+    if gen is None:
+        return None
+    try:
+        return Manifest.from_dict(store.read_json(gen / "manifest.json"))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
 def embedder_for(root: Path, model: str | None) -> Embedder:
     """The model the index was built with, unless the user names one (then it must match)."""
-    gen = store.current_generation(root)
-    if model is None and gen is not None:
-        model = Manifest.from_dict(store.read_json(gen / "manifest.json")).model
+    if model is None:
+        manifest = read_manifest(root)
+        model = manifest.model if manifest else None
     return load_embedder(model or Settings().model)
 
 
 # ---- writing -------------------------------------------------------------------------------
 
 Progress = Callable[[str], None]
+
+
+@dataclass
+class Change:
+    added: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    # (source given, doc_id of the report with the same content): indexed once, not twice
+    duplicates: list[tuple[str, str]] = field(default_factory=list)
+    # (doc_id, source, why): reports a rebuild kept from the text stored in the index
+    kept: list[tuple[str, str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    generation: str | None = None
 
 
 def _chunk_all(docs: Iterable[Document], settings: Settings, embedder: Embedder) -> list[Chunk]:
@@ -153,15 +245,29 @@ def _fingerprint(docs: Iterable[Document]) -> str:
     return digest.hexdigest()[:16]
 
 
+def _source_key(source: str) -> str:
+    return str(Path(source).expanduser().resolve())
+
+
+def _absolute(docs: list[Document]) -> list[Document]:
+    """Record sources as absolute paths, so that add, remove and rebuild find them from anywhere."""
+    for d in docs:
+        d.source = _source_key(d.source)
+    return docs
+
+
 def _write(root: Path, manifest: Manifest, docs: list[Document], chunks: list[Chunk],
-           vectors: np.ndarray, lexicon: list[str], keep: int) -> Path:
+           vectors: np.ndarray, lexicon: list[str], keep: int,
+           known_tokens: dict[str, str] | None = None) -> Path:
     tmp = store.new_generation_dir(root)
-    chunk_rows = [{**asdict(c), "tokens": " ".join(tokenize(c.text, tuple(lexicon)))}
-                  for c in chunks]
+    known_tokens = known_tokens or {}
+    chunk_rows = [{**asdict(c), "tokens": known_tokens.get(c.chunk_id)
+                   or " ".join(tokenize(c.text, tuple(lexicon)))} for c in chunks]
     flat = faiss.IndexFlatIP(manifest.dim)
     if len(vectors):
         flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
     faiss.write_index(flat, str(tmp / "vectors.faiss"))
+    store.test_pause("mid_write")
     store.write_file_durably(tmp / "chunks.jsonl", store.dump_jsonl(chunk_rows))
     store.write_file_durably(tmp / "documents.jsonl",
                              store.dump_jsonl([d.to_dict() for d in docs]))
@@ -170,6 +276,7 @@ def _write(root: Path, manifest: Manifest, docs: list[Document], chunks: list[Ch
     manifest.lexicon = lexicon
     manifest.created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     manifest.checksums = {name: file_checksum(tmp / name) for name in FILES[1:]}
+    manifest.sizes = {name: (tmp / name).stat().st_size for name in FILES[1:]}
     store.write_file_durably(tmp / "manifest.json",
                              json.dumps(asdict(manifest), ensure_ascii=False, indent=2).encode())
     return store.commit_generation(root, tmp, keep)
@@ -191,15 +298,44 @@ def _embed(chunks: list[Chunk], embedder: Embedder, settings: Settings,
                            settings.batch_size, progress)
 
 
+def _dedupe(docs: list[Document], known: dict[str, str]) -> tuple[list[Document],
+                                                                   list[tuple[str, str]]]:
+    """Reports whose content is already indexed (or given twice) are indexed once.
+
+    `known` maps content hash to doc_id and is updated.
+    """
+    unique, dups = [], []
+    for d in docs:
+        if d.content_hash in known:
+            dups.append((d.source, known[d.content_hash]))
+            continue
+        known[d.content_hash] = d.doc_id
+        unique.append(d)
+    return unique, dups
+
+
+def _new_manifest(embedder: Embedder, settings: Settings, sources: list[str]) -> Manifest:
+    return Manifest(embedder.name, embedder.revision, embedder.dim, settings.chunk_max_chars,
+                    settings.chunk_overlap_chars, sources=sources)
+
+
 def build(root: Path, docs: list[Document], embedder: Embedder, settings: Settings,
           sources: list[str], progress: bool = False, wait: float = 0.0) -> str | None:
     """A whole new index from `docs`, replacing what was there only once it is complete."""
-    if not docs:
+    return build_index(root, docs, embedder, settings, sources, progress, wait).generation
+
+
+def build_index(root: Path, docs: list[Document], embedder: Embedder, settings: Settings,
+                sources: list[str], progress: bool = False, wait: float = 0.0) -> Change:
+    """`build`, saying also which reports were duplicates of others (indexed once)."""
+    unique, dups = _dedupe(_absolute(docs), {})
+    if not unique:
         raise IndexError_("nothing to index: no readable reports were given")
-    manifest = Manifest(embedder.name, embedder.revision, embedder.dim,
-                        settings.chunk_max_chars, settings.chunk_overlap_chars, sources=sources)
+    manifest = _new_manifest(embedder, settings, [_source_key(s) for s in sources])
     with store.writer_lock(root, wait):
-        return _write_new(root, manifest, docs, embedder, settings, progress).generation
+        change = _write_new(root, manifest, unique, embedder, settings, progress)
+    change.duplicates = dups
+    return change
 
 
 def _write_new(root: Path, manifest: Manifest, docs: list[Document], embedder: Embedder,
@@ -214,40 +350,60 @@ def _write_new(root: Path, manifest: Manifest, docs: list[Document], embedder: E
     return Change(added=[d.doc_id for d in docs], generation=gen.name)
 
 
-@dataclass
-class Change:
-    added: list[str] = field(default_factory=list)
-    replaced: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    generation: str | None = None
+def _free_id(doc: Document, taken: set[str]) -> str:
+    candidate = f"{doc.doc_id}-{doc.content_hash[:8]}"
+    n = 2
+    while candidate in taken:
+        candidate = f"{doc.doc_id}-{doc.content_hash[:8]}-{n}"
+        n += 1
+    return candidate
 
 
 def add(root: Path, new_docs: list[Document], embedder: Embedder, settings: Settings,
         progress: bool = False, wait: float = 0.0) -> Change:
-    """Embed only new or changed reports (by source path and content hash); keep the rest."""
+    """Embed only new or changed reports (by source path and content hash); keep the rest.
+
+    A report whose source is already indexed replaces the old one if its content changed and is
+    skipped if not; a report with the same content as another indexed report is a duplicate and
+    is skipped (reported in Change.duplicates). Creates the index if there is none.
+    """
+    new_docs = _absolute(new_docs)
     with store.writer_lock(root, wait):
-        if store.current_generation(root) is None:
-            manifest = Manifest(embedder.name, embedder.revision, embedder.dim,
-                                settings.chunk_max_chars, settings.chunk_overlap_chars)
-            return _write_new(root, manifest, new_docs, embedder, settings, progress)
+        if store.read_current(root) is None:
+            unique, dups = _dedupe(new_docs, {})
+            manifest = _new_manifest(embedder, settings, [])
+            change = _write_new(root, manifest, unique, embedder, settings, progress)
+            change.duplicates = dups
+            return change
         old = open_index(root, embedder)
-        by_source = {d.source: d for d in old.documents.values()}
+        by_source = {_source_key(d.source): d for d in old.documents.values()}
+        by_hash = {d.content_hash: d.doc_id for d in old.documents.values()}
+        taken = set(old.documents)
         change = Change()
         fresh: list[Document] = []
+        seen_sources: set[str] = set()
         for doc in new_docs:
-            prev = by_source.get(doc.source) or old.documents.get(doc.doc_id)
+            if doc.source in seen_sources:
+                continue  # the same file named twice (e.g. itself and its folder)
+            seen_sources.add(doc.source)
+            prev = by_source.get(doc.source)
             if prev is not None and prev.content_hash == doc.content_hash:
                 change.unchanged.append(prev.doc_id)
                 continue
             if prev is not None:
                 doc.doc_id = prev.doc_id
                 change.replaced.append(doc.doc_id)
-            elif doc.doc_id in old.documents:
-                doc.doc_id = f"{doc.doc_id}-{doc.content_hash[:8]}"
-                change.added.append(doc.doc_id)
+                if by_hash.get(prev.content_hash) == prev.doc_id:
+                    del by_hash[prev.content_hash]
+            elif doc.content_hash in by_hash:
+                change.duplicates.append((doc.source, by_hash[doc.content_hash]))
+                continue
             else:
+                if doc.doc_id in taken:
+                    doc.doc_id = _free_id(doc, taken)
                 change.added.append(doc.doc_id)
+            taken.add(doc.doc_id)
+            by_hash[doc.content_hash] = doc.doc_id
             fresh.append(doc)
         if not fresh:
             return change
@@ -256,69 +412,228 @@ def add(root: Path, new_docs: list[Document], embedder: Embedder, settings: Sett
         return change
 
 
+def _matches(key: str, doc: Document) -> bool:
+    if key in (doc.doc_id, doc.source):
+        return True
+    return _source_key(key) == _source_key(doc.source)
+
+
 def remove(root: Path, ids_or_paths: list[str], settings: Settings, wait: float = 0.0) -> Change:
+    """Drop reports by doc_id or source path; nothing changes if any of them is not indexed."""
+    if store.read_current(root) is None:
+        raise _missing(root)
     with store.writer_lock(root, wait):
         old = open_index(root)
-        targets = set()
+        targets: set[str] = set()
         for key in ids_or_paths:
-            hits = [d.doc_id for d in old.documents.values()
-                    if key in (d.doc_id, d.source) or Path(key).resolve() == Path(d.source).resolve()]
+            hits = [d.doc_id for d in old.documents.values() if _matches(key, d)]
             if not hits:
-                raise IndexError_(f"no report {key!r} in {root}; see: policyrag index info")
+                raise IndexError_(f"no report {key!r} in {root} (nothing was removed); "
+                                  f"see: policyrag index info --index {root}")
             targets.update(hits)
-        gen = _rewrite(root, old, targets, [], load_embedder(old.manifest.model), settings, False)
+        gen = _rewrite(root, old, targets, [], None, settings, False)
         return Change(removed=sorted(targets), generation=gen.name)
 
 
-def _rewrite(root: Path, old: Index, drop: set[str], fresh: list[Document], embedder: Embedder,
-             settings: Settings, progress: bool) -> Path:
+def _rewrite(root: Path, old: Index, drop: set[str], fresh: list[Document],
+             embedder: Embedder | None, settings: Settings, progress: bool) -> Path:
     keep_rows = [i for i, c in enumerate(old.chunks) if c.doc_id not in drop]
     kept_vectors = (old.vectors.reconstruct_batch(np.asarray(keep_rows, dtype=np.int64))
                     if keep_rows else np.zeros((0, old.manifest.dim), np.float32))
-    new_chunks = _chunk_all(fresh, settings, embedder)
-    vectors = np.concatenate([kept_vectors, _embed(new_chunks, embedder, settings, progress)])
+    new_chunks: list[Chunk] = []
+    new_vectors = np.zeros((0, old.manifest.dim), np.float32)
+    if fresh:
+        assert embedder is not None
+        new_chunks = _chunk_all(fresh, settings, embedder)
+        new_vectors = _embed(new_chunks, embedder, settings, progress)
+    vectors = np.concatenate([kept_vectors, new_vectors])
     docs = [d for d in old.documents.values() if d.doc_id not in drop] + fresh
     chunks = [old.chunks[i] for i in keep_rows] + new_chunks
     manifest = old.manifest
     manifest.sources = sorted(set(manifest.sources) | {d.source for d in fresh})
     lexicon = slogans(d.text for d in docs)
-    return _write(root, manifest, docs, chunks, vectors, lexicon, settings.generations_kept)
+    # Kept chunks keep their tokens unless the corpus's own terms changed.
+    known = ({c.chunk_id: " ".join(t) for c, t in zip(old.chunks, old.tokens, strict=True)
+              if c.doc_id not in drop}
+             if lexicon == list(old.manifest.lexicon) else None)
+    return _write(root, manifest, docs, chunks, vectors, lexicon, settings.generations_kept,
+                  known)
 
 
-def verify(root: Path) -> list[str]:
-    """Every disagreement between manifest, vectors and chunk store; empty when all is well."""
-    gen = store.current_generation(root)
-    if gen is None:
-        return [f"no index at {root} (no CURRENT generation)"]
-    problems = []
+def stored_documents(root: Path) -> tuple[list[Document], Manifest | None, str]:
+    """The reports of the newest generation whose document store still reads, for a rebuild.
+
+    Falls back to older generations when the live one is damaged; says which one it used.
+    """
+    live = store.read_current(root)
+    candidates = [root / live] if live else []
+    candidates += [g for g in reversed(store.generations(root)) if g.name != live]
+    if not candidates:
+        raise _missing(root)
+    for gen in candidates:
+        try:
+            docs = [Document.from_dict(d) for d in store.load_jsonl(gen / "documents.jsonl")]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        try:
+            manifest: Manifest | None = Manifest.from_dict(store.read_json(gen / "manifest.json"))
+        except (OSError, ValueError, TypeError):
+            manifest = None
+        return docs, manifest, gen.name
+    raise IndexDamaged(f"no generation of {root} has a readable document store; build it anew "
+                       f"from the report files: policyrag index build PATHS... --index {root}")
+
+
+def rebuild(root: Path, embedder: Embedder, settings: Settings, progress: bool = False,
+            wait: float = 0.0) -> Change:
+    """Re-read every indexed report from its recorded source file and re-embed it all.
+
+    Keeps each report's doc_id. A report whose source file has vanished or no longer reads is
+    kept from the text stored in the index (listed in Change.kept), never dropped. Works on a
+    damaged index as long as some generation's document store reads, and with a new model.
+    """
+    from .documents import make_document
+    from .metadata import read_sidecar
+    from .readers import ReadError, read_file
+
+    if store.read_current(root) is None and not store.generations(root):
+        raise _missing(root)
+    with store.writer_lock(root, wait):
+        stored, old_manifest, used = stored_documents(root)
+        if not stored:
+            raise IndexError_(f"{root} holds no reports; nothing to rebuild")
+        docs: list[Document] = []
+        change = Change()
+        if used != store.read_current(root):
+            change.notes.append(f"the live generation is damaged; rebuilt from the reports of "
+                                f"{used}, the newest readable one")
+        for old in sorted(stored, key=lambda d: d.doc_id):
+            path = Path(old.source)
+            try:
+                if not path.is_file():
+                    raise ReadError(path, "no such file")
+                overrides = read_sidecar(path.parent).get(path.name, {})
+                doc = make_document(path, read_file(path), old.doc_id, overrides)
+            except (ReadError, ValueError, OSError) as exc:
+                reason = exc.reason if isinstance(exc, ReadError) else str(exc)
+                change.kept.append((old.doc_id, old.source, reason))
+                docs.append(old)
+                continue
+            doc.doc_id, doc.source = old.doc_id, old.source
+            docs.append(doc)
+        sources = old_manifest.sources if old_manifest else []
+        manifest = _new_manifest(embedder, settings, sources)
+        written = _write_new(root, manifest, docs, embedder, settings, progress)
+        change.added, change.generation = written.added, written.generation
+        return change
+
+
+# ---- checking ------------------------------------------------------------------------------
+
+def verify(root: Path, embedder: Embedder | None = None) -> list[str]:
+    """Every disagreement between manifest, vectors and chunk store; empty when all is well.
+
+    With `embedder`, also checks that the index was built with that model.
+    """
+    root = Path(root)
+    name = store.read_current(root)
+    if name is None:
+        raise _missing(root)
+    gen = root / name
+    if not gen.is_dir():
+        return [f"{store.CURRENT} names {name}, which does not exist"]
     try:
         manifest = Manifest.from_dict(store.read_json(gen / "manifest.json"))
-    except (OSError, ValueError) as exc:
-        return [f"manifest.json unreadable: {exc}"]
-    for name in FILES[1:]:
-        path = gen / name
+    except FileNotFoundError:
+        return ["manifest.json is missing"]
+    except (OSError, ValueError, TypeError) as exc:
+        return [f"manifest.json cannot be read: {exc}"]
+    problems: list[str] = []
+    intact = set()
+    for fname in FILES[1:]:
+        path = gen / fname
         if not path.exists():
-            problems.append(f"{name} is missing")
-        elif manifest.checksums.get(name) != file_checksum(path):
-            problems.append(f"{name} does not match its checksum in manifest.json (corrupted)")
-    if problems:
-        return problems
-    vectors = faiss.read_index(str(gen / "vectors.faiss"))
-    chunks = store.load_jsonl(gen / "chunks.jsonl")
-    docs = {d["doc_id"]: d for d in store.load_jsonl(gen / "documents.jsonl")}
-    if vectors.d != manifest.dim:
-        problems.append(f"vectors have {vectors.d} dims, manifest says {manifest.dim}")
-    if vectors.ntotal != len(chunks) or len(chunks) != manifest.chunks:
-        problems.append(f"{vectors.ntotal} vectors, {len(chunks)} chunks, manifest says "
+            problems.append(f"{fname} is missing")
+            continue
+        size, want = path.stat().st_size, manifest.sizes.get(fname)
+        if want is not None and size != want:
+            problems.append(f"{fname} is {size} bytes, manifest.json says {want} "
+                            "(truncated or overwritten)")
+        elif manifest.checksums.get(fname) != file_checksum(path):
+            problems.append(f"{fname} does not match its checksum in manifest.json "
+                            "(corrupted or edited)")
+        else:
+            intact.add(fname)
+    if embedder is not None:
+        try:
+            check_model(manifest, embedder, root)
+        except ModelMismatch as exc:
+            problems.append(str(exc))
+    vectors = chunks = docs = None
+    if (gen / "vectors.faiss").exists():
+        try:
+            vectors = faiss.read_index(str(gen / "vectors.faiss"))
+        except RuntimeError:
+            problems.append("vectors.faiss cannot be read by FAISS (truncated or corrupted)")
+    for fname in ("chunks.jsonl", "documents.jsonl"):
+        if (gen / fname).exists():
+            try:
+                rows = store.load_jsonl(gen / fname)
+            except ValueError as exc:
+                problems.append(str(exc))
+                continue
+            if fname == "chunks.jsonl":
+                chunks = rows
+            else:
+                docs = rows
+    if vectors is not None:
+        if vectors.d != manifest.dim:
+            problems.append(f"vectors.faiss holds {vectors.d}-dim vectors, manifest.json says "
+                            f"{manifest.dim}")
+        if vectors.ntotal != manifest.chunks:
+            problems.append(f"vectors.faiss holds {vectors.ntotal} vectors, manifest.json says "
+                            f"{manifest.chunks} chunks")
+        if chunks is not None and vectors.ntotal != len(chunks):
+            problems.append(f"vectors.faiss holds {vectors.ntotal} vectors but chunks.jsonl has "
+                            f"{len(chunks)} chunks")
+    if chunks is not None and len(chunks) != manifest.chunks:
+        problems.append(f"chunks.jsonl has {len(chunks)} chunks, manifest.json says "
                         f"{manifest.chunks}")
-    if len(docs) != manifest.documents:
-        problems.append(f"{len(docs)} documents, manifest says {manifest.documents}")
-    orphans = {c["doc_id"] for c in chunks} - set(docs)
+    if docs is not None and len(docs) != manifest.documents:
+        problems.append(f"documents.jsonl has {len(docs)} documents, manifest.json says "
+                        f"{manifest.documents}")
+    if chunks is not None and docs is not None:
+        problems += _check_ids(chunks, docs)
+    return problems
+
+
+def _check_ids(chunks: list[dict], docs: list[dict]) -> list[str]:
+    problems = []
+    try:
+        doc_ids = [d["doc_id"] for d in docs]
+        by_id = {d["doc_id"]: d for d in docs}
+        chunk_ids = [c["chunk_id"] for c in chunks]
+        chunk_docs = {c["doc_id"] for c in chunks}
+    except (KeyError, TypeError) as exc:
+        return [f"a chunk or document row lacks its id ({exc})"]
+    for what, ids in (("doc_id", doc_ids), ("chunk_id", chunk_ids)):
+        repeated = sorted(str(i) for i, n in Counter(ids).items() if n > 1)
+        if repeated:
+            problems.append(f"repeated {what}s: {', '.join(map(str, repeated[:5]))}")
+    orphans = sorted(chunk_docs - set(by_id))
     if orphans:
-        problems.append(f"chunks of unknown documents: {sorted(orphans)[:5]}")
+        problems.append(f"chunks of unknown documents: {', '.join(map(str, orphans[:5]))}")
+    empty = sorted(set(by_id) - chunk_docs)
+    if empty:
+        problems.append(f"documents without chunks: {', '.join(map(str, empty[:5]))}")
     for c in chunks:
-        doc = docs.get(c["doc_id"])
-        if doc and doc["text"][c["start"]:c["end"]] != c["text"]:
-            problems.append(f"chunk {c['chunk_id']} does not match its document offsets")
+        doc = by_id.get(c.get("doc_id"))
+        try:
+            ok = doc is None or doc["text"][c["start"]:c["end"]] == c["text"]
+        except (KeyError, TypeError):
+            ok = False
+        if not ok:
+            problems.append(f"chunk {c.get('chunk_id')} does not match its document's text at "
+                            f"its offsets (chunk store edited?)")
             break
     return problems

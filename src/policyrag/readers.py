@@ -7,6 +7,16 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text"}
+# Far above any report; a bigger file is almost surely not one, and would need a lot of memory.
+MAX_FILE_BYTES = 64 * 1024 * 1024
+
+# Binary formats sometimes saved with a text suffix, by their first bytes.
+MAGIC = {
+    b"%PDF": "a PDF document", b"PK\x03\x04": "a ZIP archive (or .docx/.xlsx)",
+    b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image",
+    b"\x1f\x8b": "a gzip archive", b"\x7fELF": "an executable", b"\xd0\xcf\x11\xe0": "an old "
+    "Office document (.doc/.xls)", b"Rar!": "a RAR archive", b"7z\xbc\xaf": "a 7-Zip archive",
+}
 
 
 class ReadError(ValueError):
@@ -18,17 +28,52 @@ class ReadError(ValueError):
         self.reason = reason
 
 
+class Notice(ReadError):
+    """Not an error: nothing was lost, but the user should hear of it."""
+
+
+class DuplicateReport(Notice):
+    """A file with the same content as a report already indexed: indexed once, not twice."""
+
+    def __init__(self, path: Path, doc_id: str) -> None:
+        super().__init__(path, f"same content as report {doc_id!r}; indexed once, not twice")
+        self.doc_id = doc_id
+
+
+class KeptStoredText(Notice):
+    """A rebuild could not re-read a report's source, so it kept the text stored in the index."""
+
+    def __init__(self, path: Path, doc_id: str, why: str) -> None:
+        super().__init__(path, f"{why}; kept report {doc_id!r} from the text stored in the index")
+        self.doc_id = doc_id
+
+
 def decode_bytes(data: bytes, path: Path) -> str:
+    for magic, what in MAGIC.items():
+        if data.startswith(magic):
+            raise ReadError(path, f"looks like {what}, not text")
     if b"\x00" in data[:8192] and not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise ReadError(path, "looks like a binary file (NUL bytes), not text")
     for bom, enc in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
                      (codecs.BOM_UTF16_BE, "utf-16")):
         if data.startswith(bom):
-            return data.decode(enc)
+            try:
+                return data.decode(enc)
+            except UnicodeDecodeError as exc:
+                raise ReadError(path, f"starts with a {enc} byte-order mark but is not valid "
+                                      f"{enc} ({exc.reason} at byte {exc.start})") from None
     try:
         return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
+    except UnicodeDecodeError as exc:
+        utf8_error = exc
+    bad = _utf8_damage(data)
+    if bad:
+        # A UTF-8 file with a few broken bytes; reading it as GB18030 would garble it all.
+        line = data.count(b"\n", 0, utf8_error.start) + 1
+        first = data[utf8_error.start:utf8_error.end].hex(" ")
+        raise ReadError(path, f"is UTF-8 except for {bad} undecodable byte sequence"
+                              f"{'s' if bad > 1 else ''}, the first ({first}) at byte "
+                              f"{utf8_error.start}, line {line}; re-save it as UTF-8")
     # GB18030 is a superset of GBK and GB2312, the usual encodings of mainland Chinese text.
     try:
         text = data.decode("gb18030")
@@ -41,13 +86,26 @@ def decode_bytes(data: bytes, path: Path) -> str:
     best = from_bytes(data).best()
     if best is not None and _mostly_text(str(best)):
         return str(best)
-    raise ReadError(path, "cannot decode as UTF-8, GB18030/GBK or any detected encoding")
+    raise ReadError(path, "cannot decode as UTF-8, GB18030/GBK or any detected encoding "
+                          "(binary, or undecodable bytes)")
+
+
+def _utf8_damage(data: bytes) -> int:
+    """How many broken sequences `data` has if it is UTF-8 text with a few of them (0 if it
+    looks like another encoding altogether)."""
+    text = data.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd")
+    wide = sum(1 for ch in text if ord(ch) > 0x7F) - bad
+    return bad if wide >= 8 and bad <= max(4, wide // 50) else 0
 
 
 def _mostly_text(text: str) -> bool:
     if not text:
         return True
-    bad = sum(1 for ch in text if (ord(ch) < 32 and ch not in "\n\r\t\f") or ch == "\ufffd")
+    # Control characters, replacement characters and private-use code points (what Big5 or
+    # random bytes read as GB18030 turn into) mark a wrong guess.
+    bad = sum(1 for ch in text if (ord(ch) < 32 and ch not in "\n\r\t\f")
+              or 0x7F <= ord(ch) < 0xA0 or ch == "\ufffd" or 0xE000 <= ord(ch) <= 0xF8FF)
     return bad / len(text) < 0.01
 
 
@@ -107,7 +165,16 @@ def read_file(path: Path) -> str:
     if reader is None:
         raise ReadError(path, f"unsupported file type {path.suffix or '(none)'}; "
                               f"supported: {', '.join(sorted(READERS))}")
-    return reader(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise ReadError(path, "is empty (0 bytes)")
+    if size > MAX_FILE_BYTES:
+        raise ReadError(path, f"is {size / 2**20:.0f} MiB, over the {MAX_FILE_BYTES // 2**20} MiB "
+                              "limit for one report; split it into several files")
+    text = reader(path)
+    if not text.strip():
+        raise ReadError(path, "holds only whitespace, no text")
+    return text
 
 
 def discover(paths: Iterable[Path]) -> tuple[list[Path], list[ReadError]]:

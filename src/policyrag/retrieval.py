@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
 
 import faiss
 import numpy as np
@@ -60,6 +62,37 @@ class Filters:
         return not (self.date_to and doc.date[: len(self.date_to)] > self.date_to)
 
 
+class Reranker(Protocol):
+    """Rescores (query, passage) pairs, higher is better; off unless one is given."""
+
+    def score(self, query: str, passages: list[str]) -> list[float]: ...
+
+
+class CrossEncoderReranker:
+    """A sentence-transformers CrossEncoder loaded from a local folder only.
+
+    No Chinese-capable cross-encoder is known to ship inside a PyPI package (see
+    ../shared/MODELS.md), and models are never downloaded at run time, so this is opt-in:
+    pass a folder holding e.g. bge-reranker-base.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+        if not self.path.is_dir():
+            raise QueryError(f"reranker {self.path} is not a local model folder; no "
+                             "Chinese-capable cross-encoder ships with policyrag, so reranking "
+                             "is off unless you give one")
+        self._model = None
+
+    def score(self, query: str, passages: list[str]) -> list[float]:
+        if self._model is None:
+            from sentence_transformers import CrossEncoder
+
+            self._model = CrossEncoder(str(self.path), device="cpu", local_files_only=True)
+        pairs = [(to_simplified(query), to_simplified(p)) for p in passages]
+        return [float(s) for s in self._model.predict(pairs)] if pairs else []
+
+
 def prepare_query(query: str, index: Index) -> str:
     query = re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", " ", query or "").strip()
     if not query:
@@ -76,10 +109,13 @@ def prepare_query(query: str, index: Index) -> str:
 
 
 class Searcher:
-    def __init__(self, index: Index, embedder: Embedder, settings: Settings | None = None):
+    def __init__(self, index: Index, embedder: Embedder, settings: Settings | None = None,
+                 reranker: Reranker | None = None):
         self.index = index
         self.embedder = embedder
         self.settings = settings or Settings()
+        # Optional second stage over the fused candidates; None (the default) keeps RRF order.
+        self.reranker = reranker
 
     def allowed_rows(self, filters: Filters | None) -> np.ndarray | None:
         if filters is None or filters == Filters():
@@ -121,18 +157,40 @@ class Searcher:
         if rows is not None and not len(rows):
             return []
         depth = max(4 * k, 20)
+        n = depth if self.reranker is not None else k  # a reranker sees the deeper list
         if mode == "dense":
-            ranked = self.dense(query, k, rows)
+            ranked = self.dense(query, n, rows)
         elif mode == "lexical":
-            ranked = self.lexical(query, k, rows)
+            ranked = self.lexical(query, n, rows)
         else:
             lists = [self.dense(query, depth, rows), self.lexical(query, depth, rows)]
             weights = [self.settings.dense_weight, self.settings.lexical_weight]
             if self.settings.fusion == "linear":
-                ranked = linear(lists, weights)[:k]
+                ranked = linear(lists, weights)[:n]
             else:
-                ranked = rrf(lists, self.settings.rrf_k, weights)[:k]
+                ranked = rrf(lists, self.settings.rrf_k, weights)[:n]
+        if self.reranker is not None and ranked:
+            scores = self.reranker.score(query, [self.index.chunks[i].text for i, _ in ranked])
+            ranked = sorted(((i, float(s)) for (i, _), s in zip(ranked, scores, strict=True)),
+                            key=lambda x: -x[1])[:k]
         return [self.hit(i, score) for i, score in ranked]
+
+    def search_by_locality(self, query: str, k: int | None = None,
+                           filters: Filters | None = None, mode: str | None = None
+                           ) -> dict[str, list[Hit]]:
+        """Top-k per locality, so that one long report cannot crowd out the others.
+
+        `filters.localities` (names as users write them) narrows the index's localities; the
+        document and date filters apply within each locality.
+        """
+        base = filters or Filters()
+        out: dict[str, list[Hit]] = {}
+        for loc in self.index.localities():
+            if base.localities and not any(same_place(w, loc) for w in base.localities):
+                continue
+            out[loc] = self.search(query, k, Filters([loc], base.doc_ids, base.date_from,
+                                                     base.date_to), mode)
+        return out
 
     def hit(self, row: int, score: float) -> Hit:
         chunk = self.index.chunks[row]

@@ -6,7 +6,17 @@
         .lock                 held by the one writer
 
 A writer fills a temporary folder, fsyncs it, renames it to the next generation and only then
-swaps CURRENT. A crash at any point leaves CURRENT naming a complete generation.
+swaps CURRENT. A crash at any point leaves CURRENT naming a complete generation. Generations are
+never changed once renamed into place, so a reader needs no lock: it reads CURRENT and loads that
+folder (retrying if a writer's garbage collection removed it meanwhile; see index.open_index).
+
+The next writer to take the lock removes what a killed writer left: `.tmp-*` folders, a stale
+`CURRENT.tmp`, and generations newer than CURRENT (renamed into place but never made live).
+
+Test hook: with POLICYRAG_TEST_PAUSE_AT=POINT in the environment, a writer prints
+"policyrag: test pause at POINT" to stderr and sleeps when it reaches POINT (one of
+PAUSE_POINTS), so that crash tests can kill -9 it there. It does nothing when the variable is
+unset and is meant for tests only.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import fcntl
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,10 +35,30 @@ from pathlib import Path
 CURRENT = "CURRENT"
 LOCK = ".lock"
 GEN_PREFIX = "gen-"
+TMP_PREFIX = ".tmp-"
+
+PAUSE_ENV = "POLICYRAG_TEST_PAUSE_AT"
+# Where a writer can be paused: lock taken / half of a generation written / a whole generation
+# written, not yet renamed / renamed, CURRENT not yet swapped / CURRENT swapped, old ones not
+# yet collected.
+PAUSE_POINTS = ("locked", "mid_write", "before_commit", "after_rename", "after_current")
 
 
 class IndexLocked(RuntimeError):
     pass
+
+
+def test_pause(point: str) -> None:
+    """The crash-test hook described in the module docstring."""
+    wanted = os.environ.get(PAUSE_ENV)
+    if not wanted or point not in wanted.split(","):
+        return
+    sys.stderr.write(f"policyrag: test pause at {point} (pid {os.getpid()})\n")
+    sys.stderr.flush()
+    time.sleep(float(os.environ.get("POLICYRAG_TEST_PAUSE_SECONDS", "3600")))
+
+
+test_pause.__test__ = False  # not a pytest test, despite the name
 
 
 def fsync_dir(path: Path) -> None:
@@ -45,11 +76,17 @@ def write_file_durably(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
-def current_generation(root: Path) -> Path | None:
-    marker = root / CURRENT
+def read_current(root: Path) -> str | None:
+    """The generation name CURRENT holds, whether or not that folder exists."""
     try:
-        name = marker.read_text("utf-8").strip()
+        return (root / CURRENT).read_text("utf-8").strip() or None
     except FileNotFoundError:
+        return None
+
+
+def current_generation(root: Path) -> Path | None:
+    name = read_current(root)
+    if name is None:
         return None
     gen = root / name
     return gen if gen.is_dir() else None
@@ -79,20 +116,24 @@ def writer_lock(root: Path, wait: float = 0.0) -> Iterator[None]:
             break
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                fh.close()
                 raise
             if time.monotonic() >= deadline:
                 fh.seek(0)
                 holder = fh.read().strip() or "another process"
                 fh.close()
+                waited = f" for {wait:g} s" if wait > 0 else ""
                 raise IndexLocked(
-                    f"{root} is being written by {holder}; wait for it to finish "
-                    "(or pass --wait SECONDS) and try again") from None
-            time.sleep(0.2)
+                    f"{root} is being written by {holder}; waited{waited or ' not at all'}. "
+                    "Wait for it to finish (or pass --wait SECONDS) and try again") from None
+            time.sleep(0.1)
     try:
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()}")
         fh.flush()
+        remove_leftovers(root)
+        test_pause("locked")
         yield
     finally:
         fh.seek(0)
@@ -101,14 +142,29 @@ def writer_lock(root: Path, wait: float = 0.0) -> Iterator[None]:
         fh.close()
 
 
+def remove_leftovers(root: Path) -> list[Path]:
+    """What killed writers left behind. Only the lock holder may call this."""
+    removed = list(root.glob(f"{TMP_PREFIX}*"))
+    live = read_current(root)
+    if live is not None and (root / live).is_dir():
+        newest = _generation_number(root / live)
+        removed += [g for g in generations(root) if _generation_number(g) > newest]
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        (root / f"{CURRENT}.tmp").unlink()
+    return removed
+
+
 def new_generation_dir(root: Path) -> Path:
     """A fresh temporary folder for the next generation; the caller fills it, then commits."""
-    tmp = root / f".tmp-{os.getpid()}-{time.time_ns()}"
+    tmp = root / f"{TMP_PREFIX}{os.getpid()}-{time.time_ns()}"
     tmp.mkdir(parents=True)
     return tmp
 
 
 def commit_generation(root: Path, tmp: Path, keep: int = 2) -> Path:
+    test_pause("before_commit")
     for f in tmp.iterdir():
         with f.open("rb") as fh:
             os.fsync(fh.fileno())
@@ -117,22 +173,26 @@ def commit_generation(root: Path, tmp: Path, keep: int = 2) -> Path:
     number = _generation_number(gens[-1]) + 1 if gens else 1
     final = root / f"{GEN_PREFIX}{number:06d}"
     os.rename(tmp, final)
+    fsync_dir(root)
+    test_pause("after_rename")
     marker_tmp = root / f"{CURRENT}.tmp"
     write_file_durably(marker_tmp, final.name.encode())
     os.replace(marker_tmp, root / CURRENT)
     fsync_dir(root)
+    test_pause("after_current")
     collect_garbage(root, keep)
     return final
 
 
 def collect_garbage(root: Path, keep: int) -> None:
-    """Old generations past `keep`, and temporary folders of writers that died. Holds the lock."""
+    """Keep the live generation and the `keep - 1` before it; drop the rest. Holds the lock."""
     live = current_generation(root)
-    for gen in generations(root)[:-keep] if keep > 0 else []:
-        if gen != live:
-            shutil.rmtree(gen, ignore_errors=True)
-    for tmp in root.glob(".tmp-*"):
-        shutil.rmtree(tmp, ignore_errors=True)
+    if live is None:
+        return
+    older = [g for g in generations(root) if _generation_number(g) < _generation_number(live)]
+    for gen in older[:len(older) - max(keep - 1, 0)]:
+        shutil.rmtree(gen, ignore_errors=True)
+    remove_leftovers(root)
 
 
 def read_json(path: Path) -> dict:
@@ -144,5 +204,14 @@ def dump_jsonl(rows: list[dict]) -> bytes:
 
 
 def load_jsonl(path: Path) -> list[dict]:
+    """Rows of a JSON Lines file; a broken line raises ValueError naming the file and line."""
+    rows = []
     with path.open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except ValueError as exc:
+                raise ValueError(f"{path.name} line {number} is not valid JSON ({exc})") from None
+    return rows

@@ -35,12 +35,18 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", type=Path, metavar="PATHS")
     p.set_defaults(func=cmd_add)
 
-    p = isub.add_parser("remove", parents=[common, writer], help="remove reports from the index")
+    p = isub.add_parser("remove", parents=[common, writer], help="remove reports from the index",
+                        description="Remove reports by doc_id (see: policyrag index info) or "
+                                    "source path. Nothing is removed if any is not indexed.")
     p.add_argument("keys", nargs="+", metavar="DOC_ID_OR_PATH")
     p.set_defaults(func=cmd_remove)
 
     p = isub.add_parser("rebuild", parents=[common, writer],
-                        help="re-index every report from its recorded source (e.g. new --model)")
+                        help="re-index every report from its recorded source (e.g. new --model)",
+                        description="Re-read every indexed report from its recorded source file "
+                                    "and re-embed them all, keeping their doc_ids; with --model, "
+                                    "with a new model. A report whose source file is gone is "
+                                    "kept from the text stored in the index, and said so.")
     p.set_defaults(func=cmd_rebuild)
 
     p = isub.add_parser("info", parents=[common], help="what is in the index")
@@ -48,7 +54,11 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_info)
 
     p = isub.add_parser("verify", parents=[common],
-                        help="check that vectors, chunk store and manifest agree")
+                        help="check that vectors, chunk store and manifest agree",
+                        description="Check that the FAISS vectors, the chunk store and the "
+                                    "manifest agree (files, checksums, counts, ids, offsets, "
+                                    "dimension; with --model, also the model). Exit 0 if so, "
+                                    "else 2 with one 'problem:' line per disagreement.")
     p.set_defaults(func=cmd_verify)
 
 
@@ -56,32 +66,47 @@ def _engine(args: argparse.Namespace) -> Engine:
     return Engine(args.index, args.model, progress=sys.stderr.isatty())
 
 
-def _report_errors(errors) -> None:
+def _report_errors(errors) -> int:
+    """Print skipped files and notices; the exit status: 1 if any file was skipped, else 0."""
+    from ..readers import DuplicateReport, KeptStoredText, Notice
+
+    failed = 0
     for err in errors:
-        print(f"skipped {err}", file=sys.stderr)
+        if isinstance(err, DuplicateReport):
+            print(f"duplicate {err}", file=sys.stderr)
+        elif isinstance(err, KeptStoredText):
+            print(f"kept {err}", file=sys.stderr)
+        elif isinstance(err, Notice):
+            print(f"note: {err}", file=sys.stderr)
+        else:
+            failed += 1
+            print(f"skipped {err}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_build(args: argparse.Namespace) -> int:
     engine = _engine(args)
     paths = args.paths or [engine.settings.seeds_dir]
     gen, errors = engine.build(paths, args.wait)
-    _report_errors(errors)
+    status = _report_errors(errors)
     info = engine.info()
     m = info["manifest"]
     print(f"built {args.index} ({gen}): {m['documents']} reports, {m['chunks']} chunks, "
           f"model {m['model']}")
-    return 1 if errors else 0
+    return status
 
 
 def cmd_add(args: argparse.Namespace) -> int:
     change, errors = _engine(args).add(args.paths, args.wait)
-    _report_errors(errors)
+    status = _report_errors(errors)
     print(f"added {len(change.added)}, replaced {len(change.replaced)}, "
-          f"unchanged {len(change.unchanged)}"
+          f"unchanged {len(change.unchanged)}, duplicates {len(change.duplicates)}"
           + (f" -> {change.generation}" if change.generation else " (index not rewritten)"))
-    for doc_id in change.added + change.replaced:
-        print(f"  {doc_id}")
-    return 1 if errors else 0
+    for doc_id in change.added:
+        print(f"  added     {doc_id}")
+    for doc_id in change.replaced:
+        print(f"  replaced  {doc_id}")
+    return status
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
@@ -91,11 +116,17 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
+    from ..readers import KeptStoredText
+
     engine = _engine(args)
-    gen, errors = engine.rebuild(args.wait)
-    _report_errors(errors)
-    print(f"rebuilt {args.index} ({gen})")
-    return 1 if errors else 0
+    gen, notices = engine.rebuild(args.wait)
+    status = _report_errors(notices)
+    m = engine.info()["manifest"]
+    kept = sum(1 for n in notices if isinstance(n, KeptStoredText))
+    print(f"rebuilt {args.index} ({gen}): {m['documents']} reports, {m['chunks']} chunks, "
+          f"model {m['model']}"
+          + (f"; {kept} kept from stored text (source files gone or unreadable)" if kept else ""))
+    return status
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -116,9 +147,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from ..embedding import load_embedder
     from ..index import verify
 
-    problems = verify(Path(args.index))
+    problems = verify(Path(args.index), load_embedder(args.model) if args.model else None)
     if problems:
         for p in problems:
             print(f"problem: {p}")

@@ -198,19 +198,26 @@ def test_duplicates_are_indexed_once_and_reported(tmp_path, seeds_dir, capsys):
 
 # ---- size ------------------------------------------------------------------------------------
 
+# Peak memory from /proc's VmHWM: ru_maxrss would start from the parent's peak (kept across exec).
 MEASURE = r"""
-import resource, sys, time
+import sys, time
 from pathlib import Path
 from policyrag.chunking import chunk_text
 from policyrag.cleaning import clean
 from policyrag.readers import read_file
 
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def peak_kb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+
+before = peak_kb()
 t0 = time.monotonic()
 text = clean(read_file(Path(sys.argv[1])))
 chunks = chunk_text("big", text, 320, 60)
 seconds = time.monotonic() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = peak_kb()
 covered = bytearray(len(text))
 for c in chunks:
     assert text[c.start:c.end] == c.text
@@ -236,7 +243,7 @@ def test_enormous_single_line_file_is_chunked_in_bounded_memory(tmp_path, seeds_
     assert int(chunks) > 5000
     assert int(longest) <= 320  # no chunk over the limit
     assert int(lost) == 0  # every non-space character is in some chunk
-    assert int(extra_mb) < 120  # a few times the file, not dozens
+    assert 5 < int(extra_mb) < 100  # a few times the file, not dozens
 
 
 def test_long_single_line_file_goes_through_add(tmp_path, index_copy, embedder):

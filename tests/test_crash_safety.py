@@ -243,8 +243,7 @@ def test_second_writer_fails_fast_with_a_clear_message(index_copy, tmp_path, cap
     err = capsys.readouterr().err
     assert code == 2
     assert err == (f"policyrag: error: {index_copy} is being written by pid {os.getpid()}; "
-                   "waited not at all. Wait for it to finish (or pass --wait SECONDS) and try "
-                   "again\n")
+                   "try again when it has finished, or pass --wait SECONDS to queue behind it\n")
     assert elapsed < 5
     assert "blocked" not in idx.open_index(index_copy).documents
 
@@ -264,7 +263,9 @@ def test_second_writer_waits_with_wait(index_copy, tmp_path, capsys):
     held.wait()
     # Too short a wait still fails, saying how long it waited ...
     assert main(["index", "add", str(new), "--index", str(index_copy), "--wait", "0.3"]) == 2
-    assert "waited for 0.3 s" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        f"policyrag: error: {index_copy} is still being written by pid {os.getpid()} after "
+        "waiting 0.3 s; try again later, or pass a longer --wait\n")
     # ... a long enough one queues behind the holder and then succeeds.
     t0 = time.monotonic()
     assert main(["index", "add", str(new), "--index", str(index_copy), "--wait", "30"]) == 0
@@ -289,6 +290,7 @@ from policyrag import index as idx
 from policyrag.config import Settings
 from policyrag.documents import load_documents
 from policyrag.embedding import load_embedder
+
 
 root, emb = Path(sys.argv[1]), load_embedder()
 for path in sys.argv[2:]:

@@ -211,6 +211,18 @@ def test_remove_by_doc_id_and_by_path(index_copy, seed_copy, counting, monkeypat
     assert idx.verify(index_copy) == []
 
 
+def test_remove_by_the_path_of_a_file_that_is_gone(index_copy, counting, tmp_path,
+                                                   monkeypatch):
+    path = tmp_path / "gone.txt"
+    path.write_text(report("大洋山森林公园"), "utf-8")
+    eng = engine_on(index_copy, counting)
+    eng.add([path])
+    path.unlink()
+    monkeypatch.chdir(tmp_path)
+    assert eng.remove(["gone.txt"]).removed == ["gone"]
+    assert sorted(eng.index.documents) == SEED_IDS
+
+
 def test_remove_of_an_unknown_report_changes_nothing(index_copy, capsys):
     current = store.read_current(index_copy)
     code = main(["index", "remove", "000_e9f0a6d5a56f891f", "no-such-report",

@@ -246,7 +246,9 @@ def _fingerprint(docs: Iterable[Document]) -> str:
 
 
 def _source_key(source: str) -> str:
-    return str(Path(source).expanduser().resolve())
+    """An existing file or folder as its absolute path; anything else (a label) as it is."""
+    path = Path(source).expanduser()
+    return str(path.resolve()) if path.exists() else source
 
 
 def _absolute(docs: list[Document]) -> list[Document]:
@@ -274,7 +276,7 @@ def _write(root: Path, manifest: Manifest, docs: list[Document], chunks: list[Ch
     manifest.documents, manifest.chunks = len(docs), len(chunks)
     manifest.corpus_fingerprint = _fingerprint(docs)
     manifest.lexicon = lexicon
-    manifest.created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    manifest.created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     manifest.checksums = {name: file_checksum(tmp / name) for name in FILES[1:]}
     manifest.sizes = {name: (tmp / name).stat().st_size for name in FILES[1:]}
     store.write_file_durably(tmp / "manifest.json",
@@ -306,7 +308,7 @@ def _dedupe(docs: list[Document], known: dict[str, str]) -> tuple[list[Document]
     """
     unique, dups = [], []
     for d in docs:
-        if d.content_hash in known:
+        if d.content_hash and d.content_hash in known:
             dups.append((d.source, known[d.content_hash]))
             continue
         known[d.content_hash] = d.doc_id
@@ -395,7 +397,7 @@ def add(root: Path, new_docs: list[Document], embedder: Embedder, settings: Sett
                 change.replaced.append(doc.doc_id)
                 if by_hash.get(prev.content_hash) == prev.doc_id:
                     del by_hash[prev.content_hash]
-            elif doc.content_hash in by_hash:
+            elif doc.content_hash and doc.content_hash in by_hash:
                 change.duplicates.append((doc.source, by_hash[doc.content_hash]))
                 continue
             else:
@@ -413,9 +415,12 @@ def add(root: Path, new_docs: list[Document], embedder: Embedder, settings: Sett
 
 
 def _matches(key: str, doc: Document) -> bool:
+    """`key` names `doc` by doc_id or by its source path (relative, absolute, or via links; the
+    file need not exist any more)."""
     if key in (doc.doc_id, doc.source):
         return True
-    return _source_key(key) == _source_key(doc.source)
+    path = Path(key).expanduser()
+    return str(path.absolute()) == doc.source or _source_key(key) == _source_key(doc.source)
 
 
 def remove(root: Path, ids_or_paths: list[str], settings: Settings, wait: float = 0.0) -> Change:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-
-import tomllib
 
 from .gazetteer import Mention, Place, find_places, short_name
 from .script import to_simplified

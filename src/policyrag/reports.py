@@ -13,7 +13,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .answer import ABSTRACTIVE, Answer, Answerer
@@ -160,7 +160,7 @@ def _footnote_markers(text: str, labels: list[str]) -> str:
 def markdown(outcomes: list[Outcome], *, titles: dict[str, str] | None = None,
              heading: str = "policyrag report", mode: str = "extractive") -> str:
     titles = titles or {}
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     failed = sum(o.answer is None for o in outcomes)
     lines = [f"# {heading}", "",
              f"{len(outcomes)} questions, {failed} failed · mode: {mode} · generated {now}", ""]

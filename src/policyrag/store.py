@@ -122,10 +122,12 @@ def writer_lock(root: Path, wait: float = 0.0) -> Iterator[None]:
                 fh.seek(0)
                 holder = fh.read().strip() or "another process"
                 fh.close()
-                waited = f" for {wait:g} s" if wait > 0 else ""
-                raise IndexLocked(
-                    f"{root} is being written by {holder}; waited{waited or ' not at all'}. "
-                    "Wait for it to finish (or pass --wait SECONDS) and try again") from None
+                if wait > 0:
+                    raise IndexLocked(f"{root} is still being written by {holder} after waiting "
+                                      f"{wait:g} s; try again later, or pass a longer --wait"
+                                      ) from None
+                raise IndexLocked(f"{root} is being written by {holder}; try again when it has "
+                                  "finished, or pass --wait SECONDS to queue behind it") from None
             time.sleep(0.1)
     try:
         fh.seek(0)

@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 from ..engine import Engine
 from . import UserError
@@ -23,8 +24,10 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-def ensure_index(engine: Engine, seeds: Path, out=sys.stderr) -> bool:
+def ensure_index(engine: Engine, seeds: Path, out: TextIO | None = None) -> bool:
     """Build the index from `seeds` when it is missing; True when one was built."""
+    # Looked up at call time, so a redirected or captured stderr gets the progress.
+    out = out or sys.stderr
     if engine.exists():
         return False
     if not seeds.is_dir():

@@ -40,7 +40,8 @@ THEMES = {
     "丽水经开区": [(line,) for line in ETDZ_LINES],
     "莲都区": [("产业升级",), ("双招双引",), ("党建引领",)],
     "路桥区": [("民间投资",), ("民生事业", "七优享")],
-    "丽水市": [("促增收",)],
+    # A secretary's speech: one paragraph a priority, raising incomes one of them.
+    "丽水市": [("改革攻堅",), ("基層社會治理",), ("促增收", "富民增收")],
 }
 TOP_KEYS = {"question", "mode", "localities"}
 LOC_KEYS = {"locality", "doc_ids", "points"}
@@ -267,7 +268,7 @@ def test_summarize_doc_gives_the_reports_own_priorities(cli, seed_docs):
 
 @pytest.mark.parametrize("doc_id,themes", [(WENZHOU, ["一要奋力开创科创高地", "五城五高地"]),
                                            (LIANDU, ["要突出产业升级", "要突出党建引领"]),
-                                           (TRADITIONAL_SEED, ["一是產業振興促增收"])])
+                                           (TRADITIONAL_SEED, ["改革攻堅", "富民增收", "基層社會治理"])])
 def test_summarize_doc_other_reports(answerer, seed_docs, doc_id, themes):
     answer = answerer.summarize_document(doc_id)
     assert not check_citations(answer, seed_docs)
@@ -311,6 +312,9 @@ def test_question_kinds():
     assert question_kind(PRIORITIES_TRAD, places) == "priorities"
     assert question_kind(PRIORITIES_EN, places) == "priorities"
     assert question_kind("丽水经开区的工作重点", places) == "priorities"
+    # Paraphrases a reader would type, with no topic of their own.
+    for q in ("各地分别把哪些工作列为重点?", "各地的工作重心分别是什么？", "各地的核心任务是什么"):
+        assert question_kind(q, places) == "priorities", q
     assert question_kind("温州在科创方面的重点是什么", places) == "topic-priorities"
     assert question_kind(LUQIAO_EN, places) == "topic"
 

@@ -322,8 +322,11 @@ def test_bad_keypoints_questions(tmp_path):
         load_keypoints(path)
 
 
-# Measured with the extractive ask of answer.py: 0.75 for the canonical phrasing.
-ASK_COVERAGE_FLOOR = 0.6
+# Measured with the extractive ask of answer.py: 0.80 for the canonical phrasing, 0.76 to 0.82
+# for the other four (mean 0.80). Before paraphrases were recognised as priorities questions
+# two of them scored 0.30 and 0.23, which the per-phrasing floor catches.
+ASK_COVERAGE_FLOOR = 0.7
+PHRASING_COVERAGE_FLOOR = 0.6
 
 
 def test_eval_runs_ask_by_locality_for_keypoint_coverage(index_dir, capsys):
@@ -338,3 +341,5 @@ def test_eval_runs_ask_by_locality_for_keypoint_coverage(index_dir, capsys):
         assert all(0.0 <= p["score"] <= 1.0 for p in r["localities"])
     canonical = runs[0]
     assert canonical["macro"] >= ASK_COVERAGE_FLOOR, canonical
+    for r in runs[1:]:
+        assert r["macro"] >= PHRASING_COVERAGE_FLOOR, (r["question"], r["macro"])

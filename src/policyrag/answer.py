@@ -68,7 +68,7 @@ _LEADING_ORDINAL = re.compile(rf"^(?:其)?([{_NUM}]{{1,3}})")
 
 # "What were the priorities" questions, in Chinese or English.
 _PRIORITY_Q = re.compile(
-    r"重点|重點|优先|優先|主要任务|主要任務|主要工作|工作重心|着力|着重|抓手|部署|主攻|聚焦|"
+    r"重点|重點|优先|優先|主要任务|主要任務|主要工作|工作重心|重心|核心任务|核心任務|中心任务|中心任務|重中之重|着力|着重|抓手|部署|主攻|聚焦|"
     r"哪些工作|哪些方面|什么工作|什麼工作|主要内容|主要內容|要点|要點|"
     r"priorit|focus|key (?:task|area|work|point)|main (?:task|goal|point|area|theme|work)|"
     r"emphas|agenda|plans? for|what (?:did|does|will) .{0,40}(?:do|plan|pursue)",
@@ -304,7 +304,8 @@ def _find_runs(units: list[Unit]) -> list[Run]:
 _GENERIC = (
     "地区 地方 各地 各地区 分别 各自 工作 作为 重点 重点工作 优先 主要 任务 主要任务 方面 哪些 什么 "
     "哪个 内容 要点 部署 抓手 着力 着重 聚焦 主攻 今年 明年 下半年 下一步 今后 未来 报告 会议 全会 "
-    "提出 强调 计划 安排 政府 市 区 县 经开区 开发区 高新区 新区 领域 问题 把 了 是 有 "
+    "提出 强调 计划 安排 列为 列入 当作 作 为 重心 工作重心 核心 中心 重头 重中之重 侧重 关注 "
+    "抓 抓好 要务 主抓 政府 市 区 县 经开区 开发区 高新区 新区 领域 问题 把 了 是 有 "
     "what which did does do will each every all locality localities region regions place places "
     "city cities district districts county counties area areas government governments report "
     "reports prioritize prioritise prioritized prioritised priorities priority main key focus "
@@ -370,6 +371,32 @@ def _intro(units: list[Unit], run: Run) -> int | None:
             or units[before].simplified.rstrip().endswith((":", "："))):
         return before
     return None
+
+
+def _nested(seg: Segmented, run: Run) -> bool:
+    """True for a list inside one item of a longer list (“五篇促增收文章: 一是…” within one of
+    the paragraphs a secretary's speech is made of): the outer list holds the priorities."""
+    paragraphs = {seg.units[i].paragraph for i in run.units}
+    if len(paragraphs) != 1:
+        return False
+    (para,) = paragraphs
+    for other in seg.runs:
+        outer = {seg.units[i].paragraph for i in other.units}
+        if other is not run and len(outer) >= 3 and para in outer and _directive(seg, other):
+            return True
+    return False
+
+
+_DIRECTIVE = re.compile(r"^\S{0,8}?(?:强调|指出|要求|提出)[,，:：]\s*要")
+
+
+def _directive(seg: Segmented, run: Run) -> bool:
+    """A list of instructions (“吴舜泽强调,要…” paragraph after paragraph) rather than paragraphs
+    that merely open alike (“全会指出,今年以来…” reviewing the year among them)."""
+    if run.family != STRESS_FAMILY:
+        return True
+    hits = sum(bool(_DIRECTIVE.match(seg.units[i].simplified)) for i in run.units)
+    return hits >= 0.6 * len(run.units)
 
 
 def is_priority_question(question: str, places: Iterable[str] = ()) -> bool:
@@ -639,7 +666,9 @@ class Answerer:
             announced = 0.1 if _ANNOUNCED.search(intro) else 0.0
             implicit = 0.15 if run.family == STRESS_FAMILY else 0.0
             return mean + 0.03 * min(len(run.units), 10) + announced - implicit
-        return max(seg.runs, key=weight)
+        # A list inside one item of another is a detail of that item, never the main list.
+        outer = [r for r in seg.runs if not _nested(seg, r)] or seg.runs
+        return max(outer, key=weight)
 
     def _points(self, seg: Segmented, chosen: list[int], score_of: dict[int, float]
                 ) -> list[Point]:

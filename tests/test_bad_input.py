@@ -310,6 +310,14 @@ def test_index_built_with_another_model(tmp_path, seeds_dir, embedder, capsys):
     assert (manifest.model, manifest.dim) == (other, 512)
     assert idx.verify(root) == []
     assert eng.search("温州", k=1)[0].doc_id == "004_c93a4296dfa4c8a6"
+    # A running engine that named no model (the web UI) follows a rebuild made elsewhere
+    # with another model, instead of failing every search from then on.
+    follower = Engine(root)
+    follower._embedder = embedder
+    assert follower.search("温州", k=1)[0].doc_id == "004_c93a4296dfa4c8a6"
+    assert main(["index", "rebuild", "--index", str(root), "--model", model]) == 0
+    assert follower.search("温州", k=1)[0].doc_id == "004_c93a4296dfa4c8a6"
+    assert (follower.embedder.name, follower.embedder.dim) == (model, 384)
 
 
 def test_manifest_dimension_disagreeing_with_the_vectors(index_copy):

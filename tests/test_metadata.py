@@ -105,3 +105,14 @@ def test_common_words_that_are_county_names_are_not_localities():
 def test_locality_filter_names(query):
     assert same_place(query, "莲都区")
     assert not same_place(query, "丽水市")
+
+
+def test_a_report_hundreds_of_pages_long_keeps_its_metadata(docs):
+    from policyrag.metadata import extract
+
+    seed = (SEEDS / "002_e8d0747b3dfad330.txt").read_text("utf-8")
+    one = docs["002_e8d0747b3dfad330"]
+    # 2.5 MB: the opening decides, as in the report itself (this once took 40 s).
+    long = extract(seed * 300, one.text * 300)
+    assert (long.locality, long.title, long.date, long.meeting) == \
+        (one.locality, one.title, one.date, one.meeting)

@@ -35,3 +35,11 @@ class Settings:
 
 def settings() -> Settings:
     return Settings()
+
+
+def cache_dir() -> Path:
+    """Where derived files that are safe to delete live (stitched model files, dictionaries)."""
+    if env := os.environ.get("POLICYRAG_CACHE_DIR"):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "policyrag"

@@ -134,7 +134,10 @@ class SentenceTransformerEmbedder:
 
     @property
     def dim(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        # Renamed in sentence-transformers 6 (the old name warns); older releases lack the new.
+        get = getattr(self.model, "get_embedding_dimension", None) or \
+            self.model.get_sentence_embedding_dimension
+        return int(get())
 
     @property
     def max_chars(self) -> int:

@@ -40,7 +40,14 @@ class Engine:
     def index(self) -> idx.Index:
         with self._lock:
             if self._index is None or self._index.is_stale():
-                self._index = idx.open_index(self.root, self.embedder)
+                try:
+                    self._index = idx.open_index(self.root, self.embedder)
+                except idx.ModelMismatch:
+                    # Rebuilt elsewhere with another model: follow it, unless the user named one.
+                    if self.requested_model is not None:
+                        raise
+                    self._embedder = None
+                    self._index = idx.open_index(self.root, self.embedder)
             return self._index
 
     def searcher(self) -> Searcher:

@@ -36,6 +36,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from .config import cache_dir
+
 __all__ = [
     "BACKENDS",
     "ENV_API_KEY",
@@ -312,13 +314,6 @@ class OpenAICompatibleGenerator:
 # --------------------------------------------------------------------------- packaged model
 
 
-def _cache_dir() -> Path:
-    if env := os.environ.get(ENV_CACHE_DIR):
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "policyrag"
-
-
 def _dist_files(dist: metadata.Distribution) -> list[Path]:
     return [Path(str(dist.locate_file(f))) for f in dist.files or []]
 
@@ -385,7 +380,7 @@ def find_packaged_gguf() -> Path | None:
         return files[0]
 
     name = _PART_RE.match(files[0].name)["stem"]  # type: ignore[index]
-    target = _cache_dir() / f"{dist.metadata['Name']}-{dist.version}" / name
+    target = cache_dir() / f"{dist.metadata['Name']}-{dist.version}" / name
     total = sum(p.stat().st_size for p in files)
     if target.is_file() and target.stat().st_size == total:
         return target

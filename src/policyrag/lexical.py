@@ -6,10 +6,15 @@ segmenter's dictionary so that they stay whole tokens instead of being cut into 
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import marshal
+import os
 import re
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -30,18 +35,55 @@ def slogans(texts: Iterable[str]) -> list[str]:
     return sorted(found)
 
 
+@lru_cache(maxsize=1)
+def _base_freq() -> tuple[dict[str, int], int]:
+    """jieba's dictionary plus every place name, as (word frequencies, total).
+
+    Made once and kept in the cache folder: jieba's own cache takes 0.65 s to read through
+    marshal.load on a file, the same data from bytes 0.17 s, and the place names come on top.
+    """
+    import jieba
+
+    from .config import cache_dir
+    from .gazetteer import places
+
+    names = sorted({n for p in places() for n in (p.short, p.name)})
+    key = hashlib.sha1("\n".join([jieba.__version__, *names]).encode()).hexdigest()[:16]
+    path = cache_dir() / f"jieba-{key}.marshal"
+    try:
+        freq, total = marshal.loads(path.read_bytes())
+        return freq, total
+    except (OSError, EOFError, ValueError, TypeError):
+        pass
+    jieba.setLogLevel(logging.WARNING)
+    tk = jieba.Tokenizer()
+    tk.initialize()
+    for name in names:
+        tk.add_word(name, freq=2000)
+    _write_cache(path, marshal.dumps((tk.FREQ, tk.total)))
+    return tk.FREQ, tk.total
+
+
+def _write_cache(path: Path, data: bytes) -> None:
+    """Best effort: a read-only home only costs the next process the slow start."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
 @lru_cache(maxsize=8)
 def _tokenizer(lexicon: tuple[str, ...]):
     import jieba
 
     jieba.setLogLevel(logging.WARNING)
+    freq, total = _base_freq()
     tk = jieba.Tokenizer()
-    tk.initialize()
-    from .gazetteer import places
-
-    for p in places():
-        tk.add_word(p.short, freq=2000)
-        tk.add_word(p.name, freq=2000)
+    # Each lexicon gets its own copy, so one index's slogans never leak into another's.
+    tk.FREQ, tk.total, tk.initialized = dict(freq), total, True
     for word in lexicon:
         tk.add_word(word, freq=5000)
     return tk
@@ -54,16 +96,50 @@ def tokenize(text: str, lexicon: tuple[str, ...] = ()) -> list[str]:
 
 
 class BM25:
-    """Okapi BM25 (rank_bm25's scorer) over pre-tokenised chunks."""
+    """Okapi BM25 over pre-tokenised chunks, scored through an inverted index.
 
-    def __init__(self, tokenized: list[list[str]]) -> None:
-        from rank_bm25 import BM25Okapi
+    The scores are those of rank_bm25's BM25Okapi (k1 1.5, b 0.75, a term in more than half
+    the chunks gets a quarter of the mean idf instead of a negative one), but a query only
+    touches the chunks that contain its terms: 100k chunks answer in milliseconds, not the
+    third of a second a loop over every chunk takes.
+    """
+
+    def __init__(self, tokenized: list[list[str]], k1: float = 1.5, b: float = 0.75,
+                 epsilon: float = 0.25) -> None:
+        from scipy.sparse import csr_matrix
 
         self.size = len(tokenized)
-        # rank_bm25 divides by the corpus size, so an empty corpus gets no scorer.
-        self._bm25 = BM25Okapi(tokenized) if tokenized and any(tokenized) else None
+        # A new term gets the next id, looked up at C speed by map() below.
+        vocab: defaultdict[str, int] = defaultdict()
+        vocab.default_factory = vocab.__len__
+        term_ids: list[int] = []
+        freqs: list[int] = []
+        row_ends = [0]
+        for tokens in tokenized:
+            counts = Counter(tokens)
+            term_ids.extend(map(vocab.__getitem__, counts))
+            freqs.extend(counts.values())
+            row_ends.append(len(term_ids))
+        # chunks x terms, turned into one column (a posting list) per term
+        matrix = csr_matrix((np.asarray(freqs, np.float32), np.asarray(term_ids, np.int64),
+                             np.asarray(row_ends, np.int64)), shape=(self.size, len(vocab)))
+        lengths = np.asarray(matrix.sum(axis=1), np.float32).ravel()
+        postings = matrix.tocsc()
+        df = np.diff(postings.indptr)
+        idf = np.log(self.size - df + 0.5) - np.log(df + 0.5)
+        if len(idf):
+            idf[idf < 0] = epsilon * float(idf.mean())
+        avgdl = float(lengths.mean()) if self.size and lengths.any() else 1.0
+        self._norm = k1 * (1 - b + b * lengths / avgdl)
+        self._k1, self._vocab, self._idf, self._csc = k1, dict(vocab), idf, postings
 
     def scores(self, query_tokens: list[str]) -> np.ndarray:
-        if self._bm25 is None or not query_tokens:
-            return np.zeros(self.size, dtype=np.float32)
-        return np.asarray(self._bm25.get_scores(query_tokens), dtype=np.float32)
+        out = np.zeros(self.size, dtype=np.float32)
+        indptr, docs, tfs = self._csc.indptr, self._csc.indices, self._csc.data
+        for term in query_tokens:  # a repeated term counts again, as in rank_bm25
+            j = self._vocab.get(term)
+            if j is None:
+                continue
+            rows, tf = docs[indptr[j]:indptr[j + 1]], tfs[indptr[j]:indptr[j + 1]]
+            out[rows] += self._idf[j] * tf * (self._k1 + 1) / (tf + self._norm[rows])
+        return out

@@ -38,8 +38,14 @@ class Metadata:
     meeting: str | None = None
 
 
+# A report names its place, date and meeting in its opening pages; reading only these keeps a
+# 5 MB file from costing minutes of script conversion and gazetteer matching.
+HEAD_CHARS = 20_000
+
+
 def extract(raw: str, cleaned: str) -> Metadata:
     """`raw` still has bylines and dates the cleaner removes; `cleaned` is the report body."""
+    raw, cleaned = raw[:HEAD_CHARS], cleaned[:HEAD_CHARS]
     simple = to_simplified(cleaned)
     title = extract_title(cleaned)
     place = extract_locality(to_simplified(raw), to_simplified(title or ""))
@@ -62,12 +68,11 @@ def extract_title(cleaned: str) -> str | None:
     return first if is_headline else None
 
 
-def _qualifies(m: Mention, mentions: list[Mention], counts: Counter[str]) -> bool:
+def _qualifies(m: Mention, names_present: set[str], counts: Counter[str]) -> bool:
     """Short county names are often ordinary words (富裕, 前进): trust them only in context."""
     p = m.place
     if p.level in {"province", "zone"} or p.level == "city":
         return True
-    names_present = {x.place.name for x in mentions}
     return (counts[p.name] >= 2 and (p.parent in names_present or p.province in names_present)) \
         or p.parent in names_present
 
@@ -75,7 +80,7 @@ def _qualifies(m: Mention, mentions: list[Mention], counts: Counter[str]) -> boo
 def extract_locality(raw_simple: str, title_simple: str) -> Place | None:
     body = find_places(raw_simple)
     counts = Counter(m.place.name for m in body)
-    mentions = [m for m in body if _qualifies(m, body, counts)]
+    mentions = [m for m in body if _qualifies(m, set(counts), counts)]
     if not mentions:
         return None
     level = _own_level(raw_simple, title_simple, mentions)

@@ -102,6 +102,8 @@ def prepare_query(query: str, index: Index) -> str:
     # Romanised place names (Luqiao, Lishui) mean nothing to the Chinese text: add the
     # characters so both the model and BM25 see the place.
     lowered = re.sub(r"[^a-z]", "", query.lower())
+    if len(lowered) < 4:  # no romanised name in it; spares loading pypinyin
+        return query
     extra = [short_name(loc) for loc in index.localities()
              if short_name(loc) not in query
              and any(len(r) >= 4 and r in lowered for r in romanisations(short_name(loc)))]

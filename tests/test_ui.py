@@ -221,6 +221,13 @@ def test_api_search_and_ask(client, ui_engine):
                 text = ui_engine.index.documents[c["doc_id"]].text
                 assert text[c["start"]:c["end"]] == c["quote"]
 
+    # With k left automatic, as on the command line, a report's whole list comes back: all
+    # seven lines of work of the development zone, not the first five.
+    etdz = next(loc for loc in ans["localities"] if loc["locality"] == "丽水经开区")
+    etdz_text = "".join(p["text"] for p in etdz["points"])
+    assert all(line in etdz_text for line in ("双招双引", "产业集聚", "项目突破", "科技创新",
+                                              "改革开放", "民生福祉", "平安稳定"))
+
     ans = client.predict(question=ENGLISH_Q, by_locality=False, k=3, api_name="/ask")
     assert len(ans["localities"]) == 1 and len(ans["localities"][0]["points"]) <= 3
 

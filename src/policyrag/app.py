@@ -169,6 +169,12 @@ def _k(k: float | int | None) -> int:
     return k
 
 
+def _points(k: float | int | None) -> int | None:
+    """Points per locality for ask: 0 or nothing is automatic (None), as in `policyrag ask`:
+    five, or a report's whole list for a "what were the priorities" question."""
+    return _k(k) if k else None
+
+
 def abstractive_reason() -> str | None:
     """Why abstractive answers are off, or None when a generative backend is available."""
     try:
@@ -358,13 +364,14 @@ def build_app(engine: Engine, *, rewriter: Any = None) -> gr.Blocks:
             return {"query": query, "hits": [], "error": friendly(exc)}
         return {"query": query, "hits": [h.to_dict() for h in hits]}
 
-    def ask(question: str, mode: str = EXTRACTIVE, by_locality: bool = True, k: int = DEFAULT_K,
+    def ask(question: str, mode: str = EXTRACTIVE, by_locality: bool = True, k: int = 0,
             localities: list[str] | None = None, doc_ids: list[str] | None = None,
             date_from: str = "", date_to: str = "") -> dict:
-        """A cited answer: per locality when by_locality, with quotes and character offsets."""
+        """A cited answer: per locality when by_locality, with quotes and character offsets.
+        k is the most points per locality; 0 picks it as `policyrag ask` does."""
         try:
             return run_answer(answerer, rewriter, question, mode=mode or EXTRACTIVE,
-                              by_locality=bool(by_locality), k=_k(k),
+                              by_locality=bool(by_locality), k=_points(k),
                               filters=make_filters(localities, doc_ids, date_from, date_to))
         except Exception as exc:  # noqa: BLE001
             return {"question": question, "mode": mode, "localities": [],
@@ -378,14 +385,14 @@ def build_app(engine: Engine, *, rewriter: Any = None) -> gr.Blocks:
                             "重点？ or “How does Luqiao plan to attract private investment?”"),
                     "", "")
         try:
-            k = _k(k)
+            points = _points(k)
             filters = make_filters(locs, docs, date_from, date_to)
-            hits = engine.search(question, k, filters)
+            hits = engine.search(question, points or DEFAULT_K, filters)
             if not hits:
                 return (message("Nothing found for this question with these filters. Try other "
                                 "words, or remove some filters."), "", "")
             ans = run_answer(answerer, rewriter, question, mode=mode or EXTRACTIVE,
-                             by_locality=bool(by_locality), k=k, filters=filters)
+                             by_locality=bool(by_locality), k=points, filters=filters)
             status = ""
             if not any(loc.get("points") for loc in ans.get("localities", [])):
                 status = message("The reports mention these words, but no sentence answers the "
@@ -515,8 +522,11 @@ def build_app(engine: Engine, *, rewriter: Any = None) -> gr.Blocks:
                         by_locality = gr.Checkbox(value=True, label="Compare by locality "
                                                   "(one column per locality)",
                                                   elem_id="by-locality")
-                        k = gr.Slider(1, MAX_K, value=DEFAULT_K, step=1, elem_id="k", label="k",
-                                      info="points per locality, and ranked sources")
+                        k = gr.Slider(0, MAX_K, value=0, step=1, elem_id="k",
+                                      label="Points per locality (0: automatic)",
+                                      info="automatic: 5, or a report's whole list of "
+                                           "priorities for a 'what were the priorities' "
+                                           "question; also the number of ranked sources")
                 status = gr.HTML(elem_id="status")
                 answer = gr.HTML(elem_id="answer")
                 sources = gr.HTML(elem_id="sources")

@@ -13,6 +13,8 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check --upgrade pip
+	# The pure-Python OpenCC port used before also installs as `opencc`; they must not mix.
+	-$(PIP) uninstall -q -y opencc-python-reimplemented 2>/dev/null
 	CMAKE_BUILD_PARALLEL_LEVEL=2 $(PIP) install -q --disable-pip-version-check -e '.[test,generate]'
 	touch $@
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -262,9 +263,8 @@ def _write(root: Path, manifest: Manifest, docs: list[Document], chunks: list[Ch
            vectors: np.ndarray, lexicon: list[str], keep: int,
            known_tokens: dict[str, str] | None = None) -> Path:
     tmp = store.new_generation_dir(root)
-    known_tokens = known_tokens or {}
-    chunk_rows = [{**asdict(c), "tokens": known_tokens.get(c.chunk_id)
-                   or " ".join(tokenize(c.text, tuple(lexicon)))} for c in chunks]
+    tokens = _tokens(chunks, lexicon, known_tokens)
+    chunk_rows = [{**asdict(c), "tokens": tokens[c.chunk_id]} for c in chunks]
     flat = faiss.IndexFlatIP(manifest.dim)
     if len(vectors):
         flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
@@ -298,6 +298,24 @@ def _embed(chunks: list[Chunk], embedder: Embedder, settings: Settings,
         return np.zeros((0, embedder.dim), np.float32)
     return embedder.encode([to_simplified(c.text) for c in chunks], "passage",
                            settings.batch_size, progress)
+
+
+def _tokens(chunks: list[Chunk], lexicon: list[str],
+            known: dict[str, str] | None = None) -> dict[str, str]:
+    known = known or {}
+    return {c.chunk_id: known.get(c.chunk_id) or " ".join(tokenize(c.text, tuple(lexicon)))
+            for c in chunks}
+
+
+def _embed_and_tokenize(chunks: list[Chunk], embedder: Embedder, settings: Settings,
+                        progress: bool, lexicon: list[str], known: dict[str, str] | None = None
+                        ) -> tuple[np.ndarray, dict[str, str]]:
+    """Vectors and BM25 tokens; jieba runs in a thread while the model embeds, since the
+    model's runtime releases the GIL: the build costs little more than the embedding alone."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        tokens = pool.submit(_tokens, chunks, lexicon, known)
+        vectors = _embed(chunks, embedder, settings, progress)
+        return vectors, tokens.result()
 
 
 def _dedupe(docs: list[Document], known: dict[str, str]) -> tuple[list[Document],
@@ -345,10 +363,11 @@ def _write_new(root: Path, manifest: Manifest, docs: list[Document], embedder: E
     if not docs:
         raise IndexError_("nothing to index: no readable reports were given")
     chunks = _chunk_all(docs, settings, embedder)
-    vectors = _embed(chunks, embedder, settings, progress)
+    lexicon = slogans(d.text for d in docs)
+    vectors, tokens = _embed_and_tokenize(chunks, embedder, settings, progress, lexicon)
     manifest.sources = sorted(set(manifest.sources) | {d.source for d in docs})
-    gen = _write(root, manifest, docs, chunks, vectors, slogans(d.text for d in docs),
-                 settings.generations_kept)
+    gen = _write(root, manifest, docs, chunks, vectors, lexicon, settings.generations_kept,
+                 tokens)
     return Change(added=[d.doc_id for d in docs], generation=gen.name)
 
 
@@ -445,22 +464,24 @@ def _rewrite(root: Path, old: Index, drop: set[str], fresh: list[Document],
     keep_rows = [i for i, c in enumerate(old.chunks) if c.doc_id not in drop]
     kept_vectors = (old.vectors.reconstruct_batch(np.asarray(keep_rows, dtype=np.int64))
                     if keep_rows else np.zeros((0, old.manifest.dim), np.float32))
+    docs = [d for d in old.documents.values() if d.doc_id not in drop] + fresh
+    lexicon = slogans(d.text for d in docs)
+    # Kept chunks keep their tokens unless the corpus's own terms changed.
+    known = ({c.chunk_id: " ".join(t) for c, t in zip(old.chunks, old.tokens, strict=True)
+              if c.doc_id not in drop}
+             if lexicon == list(old.manifest.lexicon) else {})
     new_chunks: list[Chunk] = []
     new_vectors = np.zeros((0, old.manifest.dim), np.float32)
     if fresh:
         assert embedder is not None
         new_chunks = _chunk_all(fresh, settings, embedder)
-        new_vectors = _embed(new_chunks, embedder, settings, progress)
+        new_vectors, new_tokens = _embed_and_tokenize(new_chunks, embedder, settings, progress,
+                                                      lexicon)
+        known.update(new_tokens)
     vectors = np.concatenate([kept_vectors, new_vectors])
-    docs = [d for d in old.documents.values() if d.doc_id not in drop] + fresh
     chunks = [old.chunks[i] for i in keep_rows] + new_chunks
     manifest = old.manifest
     manifest.sources = sorted(set(manifest.sources) | {d.source for d in fresh})
-    lexicon = slogans(d.text for d in docs)
-    # Kept chunks keep their tokens unless the corpus's own terms changed.
-    known = ({c.chunk_id: " ".join(t) for c, t in zip(old.chunks, old.tokens, strict=True)
-              if c.doc_id not in drop}
-             if lexicon == list(old.manifest.lexicon) else None)
     return _write(root, manifest, docs, chunks, vectors, lexicon, settings.generations_kept,
                   known)
 

@@ -80,3 +80,41 @@ def fresh_index(tmp_path, seed_copy, embedder) -> Path:
     docs, _ = load_documents([seed_copy])
     index.build(src_root, docs, embedder, Settings(), [str(seed_copy)])
     return src_root
+
+
+def report(marker: str, sentences: int = 8, detail: str = "") -> str:
+    """A small report about `marker`, a phrase found nowhere else; `detail` lengthens each
+    sentence."""
+    body = [f"会议指出,要加快建设{marker},推动产业转型升级。"]
+    body += [f"第{i}项工作要求各部门压实责任,确保{marker}建设取得实效{detail}。"
+             for i in range(1, sentences)]
+    return "关于推进重点项目建设的会议召开\n" + "\n".join(body) + "\n"
+
+
+@pytest.fixture
+def index_copy(tmp_path, index_dir) -> Path:
+    """A writable copy of the session index of the seeds."""
+    dest = tmp_path / "index"
+    shutil.copytree(index_dir, dest)
+    return dest
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys, engine, index_dir):
+    """Run `policyrag …` in-process on the session index; the model loaded once is reused."""
+    from policyrag.cli import ask_cmd, main
+    from policyrag.engine import Engine
+
+    def make_engine(index=None, model=None, **kw):
+        eng = Engine(index, model, **kw)
+        eng._embedder = engine.embedder
+        return eng
+
+    monkeypatch.setattr(ask_cmd, "Engine", make_engine)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        rc = main([argv[0], "--index", str(index_dir), *argv[1:]])
+        out, err = capsys.readouterr()
+        return rc, out, err
+
+    return run

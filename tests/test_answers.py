@@ -19,9 +19,7 @@ from policyrag.answer import (
     question_kind,
     segment,
 )
-from policyrag.cli import main
 from policyrag.documents import Document, load_documents
-from policyrag.engine import Engine
 from policyrag.generate import GenerationUnavailable, load_generator
 from policyrag.retrieval import CrossEncoderReranker, Filters, QueryError
 from policyrag.script import detect_script
@@ -59,26 +57,6 @@ def seed_docs(seed_copy) -> dict[str, Document]:
     docs, errors = load_documents([seed_copy])
     assert not errors
     return {d.doc_id: d for d in docs}
-
-
-@pytest.fixture
-def cli(monkeypatch, capsys, engine, index_dir):
-    """Run `policyrag …` in-process; the model loaded once for the session is reused."""
-    from policyrag.cli import ask_cmd
-
-    def make_engine(index=None, model=None, **kw):
-        eng = Engine(index, model, **kw)
-        eng._embedder = engine.embedder
-        return eng
-
-    monkeypatch.setattr(ask_cmd, "Engine", make_engine)
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        rc = main([argv[0], "--index", str(index_dir), *argv[1:]])
-        out, err = capsys.readouterr()
-        return rc, out, err
-
-    return run
 
 
 def _all_text(entry: dict) -> str:

@@ -26,24 +26,11 @@ from policyrag import store
 from policyrag.cli import main
 from policyrag.engine import Engine
 from policyrag.retrieval import Searcher
+from tests.conftest import report
 
 pytestmark = pytest.mark.slow
 
 QUERIES = ["招商引资", "路桥区委全会", "跨越式高质量发展", "效能建设"]
-
-
-def report(marker: str, sentences: int = 8) -> str:
-    body = [f"会议指出,要加快建设{marker},推动产业转型升级。"]
-    body += [f"第{i}项工作要求各部门压实责任,确保{marker}建设取得实效。"
-             for i in range(1, sentences)]
-    return "关于推进重点项目建设的会议召开\n" + "\n".join(body) + "\n"
-
-
-@pytest.fixture
-def index_copy(tmp_path, index_dir) -> Path:
-    dest = tmp_path / "index"
-    shutil.copytree(index_dir, dest)
-    return dest
 
 
 def copies(index_dir: Path, tmp_path: Path, n: int) -> list[Path]:

@@ -21,6 +21,7 @@ from policyrag.cli import main
 from policyrag.config import Settings
 from policyrag.documents import load_documents
 from policyrag.engine import Engine
+from tests import conftest
 
 SEED_IDS = ["000_e9f0a6d5a56f891f", "001_758a5b4942a02065", "002_e8d0747b3dfad330",
             "003_44711a7aea527f8e", "004_c93a4296dfa4c8a6"]
@@ -53,19 +54,7 @@ class CountingEmbedder:
 
 
 def report(marker: str, sentences: int = 8) -> str:
-    """A small report about `marker`, a phrase found nowhere else."""
-    body = [f"会议指出,要加快建设{marker},推动产业转型升级。"]
-    body += [f"第{i}项工作要求各部门压实责任,确保{marker}建设取得实效,"
-             f"形成可复制可推广的经验。" for i in range(1, sentences)]
-    return "关于推进重点项目建设的会议召开\n" + "\n".join(body) + "\n"
-
-
-@pytest.fixture
-def index_copy(tmp_path, index_dir) -> Path:
-    """A writable copy of the session index of the seeds."""
-    dest = tmp_path / "index"
-    shutil.copytree(index_dir, dest)
-    return dest
+    return conftest.report(marker, sentences, ",形成可复制可推广的经验")
 
 
 @pytest.fixture

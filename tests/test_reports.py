@@ -10,7 +10,6 @@ import pytest
 
 from policyrag.answer import Answerer
 from policyrag.cli import main
-from policyrag.engine import Engine
 from policyrag.reports import (
     CSV_COLUMNS,
     QuestionsError,
@@ -23,25 +22,6 @@ from tests.conftest import SEED_LOCALITIES
 
 QUESTIONS = ["各地区分别把哪些工作作为重点？", "What did each locality prioritize?",
              "各地區如何招商引資？"]
-
-
-@pytest.fixture
-def cli(monkeypatch, capsys, engine, index_dir):
-    from policyrag.cli import ask_cmd
-
-    def make_engine(index=None, model=None, **kw):
-        eng = Engine(index, model, **kw)
-        eng._embedder = engine.embedder
-        return eng
-
-    monkeypatch.setattr(ask_cmd, "Engine", make_engine)
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        rc = main([argv[0], "--index", str(index_dir), *argv[1:]])
-        out, err = capsys.readouterr()
-        return rc, out, err
-
-    return run
 
 
 # ---------------------------------------------------------------- question files

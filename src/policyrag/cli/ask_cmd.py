@@ -108,15 +108,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     engine, answerer = _answerer(args)
     answer = answerer.ask(args.question, by_locality=args.by_locality, k=args.k,
                           filters=filters_from(args))
-    if args.mode == ABSTRACTIVE:
-        answer = _rewriter(args).rewrite(answer)
-    if args.json:
-        emit_json(answer.to_dict())
-    else:
-        print_answer(answer, engine)
-    if answer.notice and args.json:
-        print(f"policyrag: note: {answer.notice}", file=sys.stderr)
-    return 0
+    return _show(answer, engine, args)
 
 
 def cmd_summarize_doc(args: argparse.Namespace) -> int:
@@ -124,6 +116,12 @@ def cmd_summarize_doc(args: argparse.Namespace) -> int:
         raise UserError("-k must be at least 1")
     engine, answerer = _answerer(args)
     answer = answerer.summarize_document(args.doc_id, k=args.k)
+    return _show(answer, engine, args)
+
+
+def _show(answer: Answer, engine: Engine, args: argparse.Namespace) -> int:
+    """Rewrite when abstractive was asked for, then print (the notice goes to stderr in JSON
+    mode, so stdout stays one JSON object)."""
     if args.mode == ABSTRACTIVE:
         answer = _rewriter(args).rewrite(answer)
     if args.json:

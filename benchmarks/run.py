@@ -6,7 +6,7 @@
 
 Every measurement runs in a fresh Python process (so RSS figures are per corpus size and
 start-up is cold), driven from here; each prints one RESULT line of JSON that this script turns
-into tables. Needs the `bench` extra (txtai, langchain-community, psutil): pip install -e .[bench]
+into tables. Needs the `bench` extra (txtai, langchain-community): pip install -e .[bench]
 """
 
 from __future__ import annotations

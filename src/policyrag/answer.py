@@ -68,7 +68,8 @@ _LEADING_ORDINAL = re.compile(rf"^(?:其)?([{_NUM}]{{1,3}})")
 
 # "What were the priorities" questions, in Chinese or English.
 _PRIORITY_Q = re.compile(
-    r"重点|重點|优先|優先|主要任务|主要任務|主要工作|工作重心|重心|核心任务|核心任務|中心任务|中心任務|重中之重|着力|着重|抓手|部署|主攻|聚焦|"
+    r"重点|重點|优先|優先|主要任务|主要任務|主要工作|工作重心|重心|核心任务|核心任務|"
+    r"中心任务|中心任務|重中之重|着力|着重|抓手|部署|主攻|聚焦|"
     r"哪些工作|哪些方面|什么工作|什麼工作|主要内容|主要內容|要点|要點|"
     r"priorit|focus|key (?:task|area|work|point)|main (?:task|goal|point|area|theme|work)|"
     r"emphas|agenda|plans? for|what (?:did|does|will) .{0,40}(?:do|plan|pursue)",

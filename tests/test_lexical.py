@@ -77,3 +77,16 @@ def test_dictionary_cache_is_written_once_and_a_broken_one_is_rebuilt(fresh_cach
 def test_one_index_lexicon_does_not_leak_into_another(fresh_cache):
     assert "双招双引" in tokenize("抓双招双引", ("双招双引",))
     assert "双招双引" not in tokenize("抓双招双引", ())
+
+
+def test_english_questions_get_the_glossarys_chinese_words():
+    assert set(lexical.glossary_terms("How does Luqiao attract private investment?")) >= \
+        {"民间 民营", "投资", "招引 招商 引进"}
+    assert lexical.glossary_terms("路桥如何吸引民间投资") == []
+    assert lexical.glossary_terms("路桥如何吸引private投资") == []  # mostly Chinese
+
+
+def test_an_english_question_finds_the_chinese_report_by_bm25_alone(engine):
+    # Without the glossary BM25 sees only 丽水 (added for "Lishui") and ranks by the place name.
+    hits = engine.search("What does Lishui do to raise rural incomes?", k=3, mode="lexical")
+    assert hits[0].locality == "丽水市" and "增收" in hits[0].text

@@ -29,6 +29,36 @@ STOPWORDS = frozenset(
 )
 
 
+# A few English policy words (or stems) and their Chinese forms, so an English question still
+# gets lexical evidence, for ranking passages and for picking sentences (the dense model is
+# multilingual, but weakly so).
+GLOSSARY = {
+    "invest": "投资", "private": "民间 民营", "enterprise": "企业", "business": "企业 营商",
+    "talent": "人才", "attract": "招引 招商 引进", "industr": "产业 工业", "reform": "改革",
+    "innovat": "创新", "technolog": "科技", "project": "项目", "ecolog": "生态",
+    "environment": "环境 生态", "livelihood": "民生", "welfare": "民生 福祉",
+    "public service": "公共服务", "common prosperity": "共同富裕", "prosperity": "富裕",
+    "income": "增收", "rural": "乡村 农村", "urban": "城市 城乡", "city": "城市",
+    "governance": "治理", "safety": "安全 平安", "security": "安全 平安", "party": "党建",
+    "open": "开放", "consum": "消费", "education": "教育", "health": "医疗 健康",
+    "transport": "交通", "digital": "数字", "culture": "文化", "tourism": "文旅",
+    "market": "市场", "economy": "经济", "economic": "经济", "growth": "增长 发展",
+    "develop": "发展", "priorit": "重点", "focus": "聚焦 重点", "five-year": "十四五",
+    "14th": "十四五", "infrastructure": "基础设施", "finance": "金融", "trade": "商贸 外贸",
+    "manufactur": "制造", "agricultur": "农业", "employment": "就业", "housing": "住房",
+    "elderly": "养老", "medical": "医疗", "pollution": "污染", "carbon": "碳",
+}
+
+
+def glossary_terms(text: str) -> list[str]:
+    """The Chinese forms of the glossary's words in a mostly English `text` (none otherwise:
+    a Chinese question has its own words)."""
+    if len(re.findall(r"[A-Za-z]", text)) <= 3 * len(re.findall(r"[\u4e00-\u9fff]", text)):
+        return []
+    lowered = text.lower()
+    return [zh for en, zh in GLOSSARY.items() if en in lowered]
+
+
 def slogans(texts: Iterable[str]) -> list[str]:
     """Short quoted phrases of a corpus: its own policy terms."""
     found = {m.group(1) for t in texts for m in _QUOTED.finditer(to_simplified(t))}

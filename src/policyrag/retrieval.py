@@ -14,7 +14,7 @@ from .config import Settings
 from .embedding import Embedder
 from .gazetteer import romanisations, same_place, short_name
 from .index import Index
-from .lexical import tokenize
+from .lexical import glossary_terms, tokenize
 from .script import to_simplified
 
 MAX_QUERY_CHARS = 2000
@@ -138,7 +138,8 @@ class Searcher:
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
     def lexical(self, query: str, n: int, rows: np.ndarray | None) -> list[tuple[int, float]]:
-        scores = self.index.bm25().scores(tokenize(query, self.index.lexicon))
+        terms = " ".join([query, *glossary_terms(query)])
+        scores = self.index.bm25().scores(tokenize(terms, self.index.lexicon))
         if rows is not None:
             mask = np.zeros_like(scores, dtype=bool)
             mask[rows] = True

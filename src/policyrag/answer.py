@@ -59,9 +59,12 @@ ENUM_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
 _ORDINAL_FAMILIES = {"是", "要", "第", "、", "()", "1."}
 # Paragraphs that each open with the speaker stressing a point (“全会强调,…”, “吳舜澤強調,要…”)
 # list a report's themes too, less explicitly: this family counts only at a paragraph's start,
-# and is the main list only when a report has no other.
+# and weighs less than an explicit list, unless that list sits inside one of its paragraphs
+# (see _nested).
 _STRESS = re.compile(r"^(?:全会|会议|大会|[\u4e00-\u9fff]{2,4})(?:强调|指出|要求|提出)[,，:：]")
 STRESS_FAMILY = "强调"
+# …and of those, the ones that give an instruction (“吴舜泽强调,要…”), not a review of the year.
+_DIRECTIVE = re.compile(r"^\S{0,8}?(?:强调|指出|要求|提出)[,，:：]\s*要")
 # A colon followed by an enumeration marker starts a new unit: “…锚定“五大新坐标”:一是…”.
 _COLON_ENUM = re.compile(rf"[:：](?=\s*(?:[{_NUM}]{{1,3}}[是要]|——|第[{_NUM}]))")
 _LEADING_ORDINAL = re.compile(rf"^(?:其)?([{_NUM}]{{1,3}})")
@@ -367,9 +370,6 @@ def _nested(seg: Segmented, run: Run) -> bool:
         if other is not run and len(outer) >= 3 and para in outer and _directive(seg, other):
             return True
     return False
-
-
-_DIRECTIVE = re.compile(r"^\S{0,8}?(?:强调|指出|要求|提出)[,，:：]\s*要")
 
 
 def _directive(seg: Segmented, run: Run) -> bool:

@@ -39,7 +39,7 @@ def settings() -> Settings:
 
 def cache_dir() -> Path:
     """Where derived files that are safe to delete live (stitched model files, dictionaries)."""
-    if env := os.environ.get("POLICYRAG_CACHE_DIR"):
+    if env := _env("CACHE_DIR", ""):
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "policyrag"

@@ -80,7 +80,8 @@ def _qualifies(m: Mention, names_present: set[str], counts: Counter[str]) -> boo
 def extract_locality(raw_simple: str, title_simple: str) -> Place | None:
     body = find_places(raw_simple)
     counts = Counter(m.place.name for m in body)
-    mentions = [m for m in body if _qualifies(m, set(counts), counts)]
+    present = set(counts)
+    mentions = [m for m in body if _qualifies(m, present, counts)]
     if not mentions:
         return None
     level = _own_level(raw_simple, title_simple, mentions)

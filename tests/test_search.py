@@ -51,7 +51,9 @@ def test_date_and_document_filters(engine):
     assert hits and all(h.date >= "2024" for h in hits)
     assert {h.doc_id for h in engine.search("改革", 10, Filters(doc_ids=["000_e9f0a6d5a56f891f"]))} \
         == {"000_e9f0a6d5a56f891f"}
-    assert engine.search("改革", 5, Filters(localities=["北京"])) == []
+    # An unknown locality is an error that names it, not a silent empty result.
+    with pytest.raises(QueryError, match="北京"):
+        engine.search("改革", 5, Filters(localities=["北京"]))
 
 
 def test_hit_offsets_point_into_the_cleaned_document(engine):

@@ -138,10 +138,14 @@ class Answer:
     # Set when abstractive mode fell back to extractive; said to the user, and kept in JSON.
     notice: str | None = None
     doc_id: str | None = None  # summarize-doc only
+    # The place filter the question's own place names applied, said so the user can lift it.
+    scope: str | None = None
 
     def to_dict(self) -> dict:
         out: dict = {"question": self.question, "mode": self.mode,
                      "localities": [loc.to_dict() for loc in self.localities]}
+        if self.scope:
+            out["scope"] = self.scope
         if self.doc_id is not None:
             out["doc_id"] = self.doc_id
         if self.notice:
@@ -407,15 +411,6 @@ def mmr(relevance: np.ndarray, similarity: np.ndarray, n: int,
     return chosen
 
 
-def mentioned_localities(question: str, localities: Iterable[str]) -> list[str]:
-    """The index's localities that a question names (路桥, 蓮都, Luqiao, 丽水经开区)."""
-    from .gazetteer import find_places, same_place
-
-    names = {m.place.name for m in find_places(to_simplified(question))}
-    names |= {w.lower() for w in re.findall(r"[A-Za-z]{4,}", question)}
-    return [loc for loc in localities if any(same_place(n, loc) for n in names)]
-
-
 def question_concepts(question: str, lexicon: tuple[str, ...] = (),
                       places: Iterable[str] = ()) -> list[frozenset[str]]:
     """What a sentence should mention to answer the question, as groups of alternative tokens.
@@ -498,32 +493,29 @@ class Answerer:
 
     # -- public API
     def ask(self, question: str, *, by_locality: bool = False, k: int | None = None,
-            filters: Filters | None = None) -> Answer:
+            filters: Filters | None = None, places: bool = True) -> Answer:
         question = (question or "").strip()
         index = self.engine.index
         prepared = prepare_query(question, index)  # validates; adds hanzi for romanised places
         if k is not None and k < 1:
             raise AnswerError("-k must be at least 1")
-        filters = filters or Filters()
         localities = index.localities()
-        if not filters.localities:
-            # “How does Luqiao …” is answered from Luqiao's reports only.
-            named = mentioned_localities(question, localities)
-            if named:
-                filters = Filters(named, filters.doc_ids, filters.date_from, filters.date_to)
         searcher = self.searcher()
+        # “How does Luqiao …” is answered from Luqiao's reports (and those of places under it).
+        plan = searcher.plan(question, filters, places)
+        kind = question_kind(question, localities)
         depth = max(3 * (k or DEFAULT_POINTS), 10)
         if by_locality:
-            groups = list(searcher.search_by_locality(question, depth, filters,
-                                                      self.retrieval).items())
+            groups = list(searcher.search_by_locality(question, depth, plan.filters,
+                                                      self.retrieval,
+                                                      every=kind == "priorities").items())
         else:
-            groups = [(None, searcher.search(question, depth, filters, self.retrieval))]
+            groups = [(None, searcher.ranked(question, depth, plan.filters, self.retrieval))]
         qvec = self.engine.embedder.encode([to_simplified(prepared)], "query")[0]
         concepts = question_concepts(prepared, index.lexicon, localities)
-        kind = question_kind(question, localities)
         return Answer(question, EXTRACTIVE,
                       [self._answer_group(loc, hits, qvec, concepts, kind, k)
-                       for loc, hits in groups])
+                       for loc, hits in groups], scope=plan.notice)
 
     def summarize_document(self, doc_id: str, k: int | None = None) -> Answer:
         index = self.engine.index

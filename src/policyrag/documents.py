@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -65,6 +67,60 @@ def make_document(path: Path, raw: str, doc_id: str | None = None,
     return doc
 
 
+COLLECTION_SUFFIXES = (".jsonl", ".jsonl.gz")
+
+
+def is_collection(path: Path) -> bool:
+    """A JSON Lines file of many texts (one `{"text", "id"?, "title"?, ...}` object a line)."""
+    return path.name.lower().endswith(COLLECTION_SUFFIXES)
+
+
+def _collection_lines(path: Path) -> Iterator[tuple[int, str]]:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
+        yield from enumerate(fh, 1)
+
+
+def read_collection(path: Path, seen_ids: set[str]) -> tuple[list[Document], list[ReadError]]:
+    """Each line of a collection becomes a document whose source is `path#id`.
+
+    Fields named like the overridable metadata (title, locality, date, doc_type…) are taken
+    as given; the rest of the metadata is extracted from the text as for a file.
+    """
+    docs: list[Document] = []
+    errors: list[ReadError] = []
+    try:
+        for n, line in _collection_lines(path):
+            if not line.strip():
+                continue
+            where = Path(f"{path}:{n}")
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                errors.append(ReadError(where, f"not valid JSON ({exc.msg})"))
+                continue
+            text = row.get("text") if isinstance(row, dict) else None
+            if not isinstance(text, str):
+                errors.append(ReadError(where, 'expected an object with a "text" string'))
+                continue
+            doc_id = str(row.get("id") or row.get("doc_id") or f"{path.name}-{n}")
+            if doc_id in seen_ids:
+                errors.append(ReadError(where, f"duplicate id {doc_id!r}; skipped"))
+                continue
+            overrides = {k: v for k, v in row.items()
+                         if k in OVERRIDABLE and k != "doc_id" and v not in (None, "")}
+            try:
+                doc = make_document(Path(f"{path}#{doc_id}"), text, doc_id, overrides)
+            except ReadError as exc:
+                errors.append(ReadError(where, exc.reason))
+                continue
+            seen_ids.add(doc_id)
+            docs.append(doc)
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        errors.append(ReadError(path, f"cannot read the collection: {exc}"))
+    return docs, errors
+
+
 def load_documents(paths: Iterable[Path]) -> tuple[list[Document], list[ReadError]]:
     """Every readable report under `paths`; each unreadable one becomes an error, not a crash."""
     files, errors = discover(paths)
@@ -72,6 +128,11 @@ def load_documents(paths: Iterable[Path]) -> tuple[list[Document], list[ReadErro
     sidecars: dict[Path, dict[str, dict[str, object]]] = {}
     seen_ids: set[str] = set()
     for path in files:
+        if is_collection(path):
+            more, bad = read_collection(path, seen_ids)
+            docs += more
+            errors += bad
+            continue
         try:
             if path.parent not in sidecars:
                 sidecars[path.parent] = metadata.read_sidecar(path.parent)

@@ -54,8 +54,8 @@ class Engine:
         return Searcher(self.index, self.embedder, self.settings)
 
     def search(self, query: str, k: int | None = None, filters: Filters | None = None,
-               mode: str | None = None) -> list[Hit]:
-        return self.searcher().search(query, k, filters, mode)
+               mode: str | None = None, places: bool = True) -> list[Hit]:
+        return self.searcher().search(query, k, filters, mode, places)
 
     def exists(self) -> bool:
         return idx.store.current_generation(self.root) is not None

@@ -63,6 +63,7 @@ class Question:
     lang: str | None = None
     kind: str | None = None
     line: int = 0
+    place: str | None = None  # "named" when the question names its place, else "none"
 
     @property
     def norm_spans(self) -> tuple[str, ...]:
@@ -111,7 +112,7 @@ def parse_questions(lines: Iterable[str], source: str = "<questions>",
                 or not all(isinstance(s, str) and normalise(s) for s in spans)):
             raise QuestionFileError(f"{where}: spans must be a non-empty list of non-empty "
                                     "strings")
-        for opt in ("lang", "kind"):
+        for opt in ("lang", "kind", "place"):
             if row.get(opt) is not None and not isinstance(row[opt], str):
                 raise QuestionFileError(f"{where}: {opt} must be a string")
         if known_docs is not None and doc not in known_docs:
@@ -119,7 +120,8 @@ def parse_questions(lines: Iterable[str], source: str = "<questions>",
                 f"{where}: unknown doc {doc!r}; the index holds "
                 f"{', '.join(sorted(known_docs)) or 'no reports'} (see: policyrag index info)")
         seen[qid] = n
-        questions.append(Question(qid, q, doc, list(spans), row.get("lang"), row.get("kind"), n))
+        questions.append(Question(qid, q, doc, list(spans), row.get("lang"), row.get("kind"), n,
+                                  row.get("place")))
     if not questions:
         raise QuestionFileError(f"{source}: no questions in the file")
     return questions
@@ -189,6 +191,7 @@ class Outcome:
     n_relevant: int           # relevant chunks in the whole corpus
     scores: dict[str, float]
     top: list[dict[str, str]] = field(default_factory=list)  # first hits, for the misses list
+    place: str | None = None
 
 
 @dataclass
@@ -247,7 +250,7 @@ def evaluate(questions: Sequence[Question], search: SearchFn, k: int = 5, mode: 
         n_rel = counts.get(q.id, 0) if counts is not None else sum(rels)
         top = [{"doc": d, "text": t[:80]} for d, t in hits[:3]]
         outcomes.append(Outcome(q.id, q.q, q.doc, q.lang, q.kind, first_rank(rels), n_rel,
-                                question_scores(rels, n_rel), top))
+                                question_scores(rels, n_rel), top, q.place))
     return Report(mode, k, outcomes)
 
 
@@ -298,6 +301,24 @@ def format_reports(reports: Sequence[Report], show_misses: bool = True) -> str:
             tags = "/".join(x for x in (o.lang, o.kind) if x)
             top = o.top[0]["doc"] if o.top else "nothing"
             lines.append(f"  {o.id:<8} [{tags}] {where}; top hit from {top}: {o.q}")
+    return "\n".join(lines)
+
+
+def format_side_by_side(seeds: Sequence[Report], scale: Sequence[Report],
+                        attrs: Sequence[str] = ("lang", "kind", "place")) -> str:
+    """recall@5 and MRR@10 of the same questions on two indexes, per mode and group."""
+    head = (f"{'group':<16} {'mode':<8} {'n':>4} {'R@5 seeds':>10} {'R@5 scale':>10} "
+            f"{'MRR seeds':>10} {'MRR scale':>10}")
+    lines = [head, "-" * len(head)]
+    for a, b in zip(seeds, scale, strict=True):
+        groups = [("all", a.overall(), b.overall(), len(a.outcomes))]
+        for attr in attrs:
+            ga, gb = a.by(attr), b.by(attr)
+            groups += [(f"{attr}={g}", ga[g], gb[g], int(ga[g]["n"])) for g in ga
+                       if g != "-" and g in gb]
+        for label, sa, sb, n in groups:
+            lines.append(f"{label:<16} {a.mode:<8} {n:>4} {sa['recall@5']:>10.3f} "
+                         f"{sb['recall@5']:>10.3f} {sa['mrr@10']:>10.3f} {sb['mrr@10']:>10.3f}")
     return "\n".join(lines)
 
 

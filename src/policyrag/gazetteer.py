@@ -142,3 +142,26 @@ def romanisations(name: str) -> frozenset[str]:
 
     readings = pinyin(name, style=Style.NORMAL, heteronym=True)
     return frozenset("".join(p).lower() for p in islice(product(*readings), 64))
+
+
+@lru_cache(maxsize=1)
+def _parents() -> dict[str, str | None]:
+    """Full name -> parent's full name, for names that denote one division only."""
+    seen: dict[str, list[Place]] = {}
+    for p in places():
+        seen.setdefault(p.name, []).append(p)
+    return {name: ps[0].parent for name, ps in seen.items() if len(ps) == 1}
+
+
+def ancestors(name: str) -> tuple[str, ...]:
+    """The divisions above a place, nearest first: 莲都区 -> (丽水市, 浙江省).
+
+    Empty for a name the table does not hold or holds more than once (鼓楼区): a document's
+    own recorded parent disambiguates those.
+    """
+    out: list[str] = []
+    parent = _parents().get(name)
+    while parent and parent not in out:
+        out.append(parent)
+        parent = _parents().get(parent)
+    return tuple(out)

@@ -24,6 +24,7 @@ from .chunking import Chunk, chunk_text
 from .config import Settings
 from .documents import Document
 from .embedding import Embedder, load_embedder
+from .filtering import IndexView
 from .lexical import BM25, slogans, tokenize
 from .script import to_simplified
 
@@ -96,12 +97,29 @@ class Index:
             self._bm25 = BM25(self.tokens)
         return self._bm25
 
+    def view(self) -> IndexView:
+        """Arrays for filtering chunks by their documents' metadata, made on first use."""
+        if not hasattr(self, "_view"):
+            self._view = IndexView(self.documents, [c.doc_id for c in self.chunks])
+        return self._view
+
+    def matrix(self) -> np.ndarray:
+        """The vectors as one (n, dim) array, for exact scores over a subset of rows."""
+        if not hasattr(self, "_matrix"):
+            v = self.vectors
+            if isinstance(v, faiss.IndexFlat):  # a view of FAISS's own memory, no copy
+                self._matrix = faiss.rev_swig_ptr(v.get_xb(), v.ntotal * v.d).reshape(
+                    v.ntotal, v.d)
+            else:
+                self._matrix = v.reconstruct_n(0, v.ntotal)
+        return self._matrix
+
     def is_stale(self) -> bool:
         """Whether another process has committed a newer generation since this one was opened."""
         return store.current_generation(self.root) != self.generation
 
     def localities(self) -> list[str]:
-        return sorted({d.locality for d in self.documents.values() if d.locality})
+        return self.view().localities
 
 
 def _same_model(a: str, b: str) -> bool:

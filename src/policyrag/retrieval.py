@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -12,7 +12,8 @@ import numpy as np
 
 from .config import Settings
 from .embedding import Embedder
-from .gazetteer import romanisations, same_place, short_name
+from .filtering import REPORT_TYPES, FilterError, Filters, PlacePlan
+from .gazetteer import romanisations, short_name
 from .index import Index
 from .lexical import glossary_terms, tokenize
 from .script import to_simplified
@@ -40,26 +41,6 @@ class Hit:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass
-class Filters:
-    localities: list[str] | None = None
-    doc_ids: list[str] | None = None
-    date_from: str | None = None
-    date_to: str | None = None
-
-    def admits(self, doc) -> bool:
-        if self.localities and not any(same_place(q, doc.locality) for q in self.localities):
-            return False
-        if self.doc_ids and doc.doc_id not in self.doc_ids:
-            return False
-        # Dates compare as ISO strings; a report with no known date passes no date filter.
-        if (self.date_from or self.date_to) and not (doc.date and doc.date[:1].isdigit()):
-            return False
-        if self.date_from and doc.date < self.date_from:
-            return False
-        return not (self.date_to and doc.date[: len(self.date_to)] > self.date_to)
 
 
 class Reranker(Protocol):
@@ -120,11 +101,19 @@ class Searcher:
         self.reranker = reranker
 
     def allowed_rows(self, filters: Filters | None) -> np.ndarray | None:
-        if filters is None or filters == Filters():
-            return None
-        ok = {d.doc_id for d in self.index.documents.values() if filters.admits(d)}
-        return np.asarray([i for i, c in enumerate(self.index.chunks) if c.doc_id in ok],
-                          dtype=np.int64)
+        return self.index.view().rows(filters)
+
+    def plan(self, query: str, filters: Filters | None = None, places: bool = True
+             ) -> PlacePlan:
+        """The filters a search will use: the user's, checked, narrowed to the places the
+        question names unless `places` is False or the user chose localities or reports."""
+        view = self.index.view()
+        try:
+            if filters is not None:
+                view.validate(filters)
+        except FilterError as exc:
+            raise QueryError(str(exc)) from exc
+        return view.plan(query, filters, places)
 
     def dense(self, query: str, n: int, rows: np.ndarray | None) -> list[tuple[int, float]]:
         vec = self.embedder.encode([to_simplified(query)], "query")
@@ -148,13 +137,24 @@ class Searcher:
         return [(int(i), float(scores[i])) for i in order if scores[i] > 0]
 
     def search(self, query: str, k: int | None = None, filters: Filters | None = None,
-               mode: str | None = None) -> list[Hit]:
-        k = k or self.settings.top_k
+               mode: str | None = None, places: bool = True) -> list[Hit]:
+        """The k best passages; a place the question names narrows the search (see `plan`)."""
+        plan = self.plan(query, filters, places)
+        return self.ranked(query, k, plan.filters, mode)
+
+    def _checked(self, k: int | None, mode: str | None) -> tuple[int, str]:
+        k = self.settings.top_k if k is None else k
         if k < 1:
-            raise QueryError("k must be at least 1")
+            raise QueryError(f"k must be at least 1 (got {k})")
         mode = mode or self.settings.retrieval
         if mode not in MODES:
             raise QueryError(f"unknown retrieval mode {mode!r}; choose one of {', '.join(MODES)}")
+        return k, mode
+
+    def ranked(self, query: str, k: int | None, filters: Filters | None,
+               mode: str | None) -> list[Hit]:
+        """Search with exactly these filters (no place detection)."""
+        k, mode = self._checked(k, mode)
         query = prepare_query(query, self.index)
         rows = self.allowed_rows(filters)
         if rows is not None and not len(rows):
@@ -166,34 +166,77 @@ class Searcher:
         elif mode == "lexical":
             ranked = self.lexical(query, n, rows)
         else:
-            lists = [self.dense(query, depth, rows), self.lexical(query, depth, rows)]
-            weights = [self.settings.dense_weight, self.settings.lexical_weight]
-            if self.settings.fusion == "linear":
-                ranked = linear(lists, weights)[:n]
-            else:
-                ranked = rrf(lists, self.settings.rrf_k, weights)[:n]
+            ranked = self.fuse([self.dense(query, depth, rows),
+                                self.lexical(query, depth, rows)])[:n]
         if self.reranker is not None and ranked:
             scores = self.reranker.score(query, [self.index.chunks[i].text for i, _ in ranked])
             ranked = sorted(((i, float(s)) for (i, _), s in zip(ranked, scores, strict=True)),
                             key=lambda x: -x[1])[:k]
         return [self.hit(i, score) for i, score in ranked]
 
-    def search_by_locality(self, query: str, k: int | None = None,
-                           filters: Filters | None = None, mode: str | None = None
-                           ) -> dict[str, list[Hit]]:
-        """Top-k per locality, so that one long report cannot crowd out the others.
+    def fuse(self, lists: list[Ranking]) -> Ranking:
+        weights = [self.settings.dense_weight, self.settings.lexical_weight]
+        if self.settings.fusion == "linear":
+            return linear(lists, weights)
+        return rrf(lists, self.settings.rrf_k, weights)
 
-        `filters.localities` (names as users write them) narrows the index's localities; the
-        document and date filters apply within each locality.
+    def search_by_locality(self, query: str, k: int | None = None,
+                           filters: Filters | None = None, mode: str | None = None,
+                           every: bool = False) -> dict[str | None, list[Hit]]:
+        """Top-k passages per locality, in one pass over the index.
+
+        Only report-type documents count unless `filters.doc_types` says otherwise: a
+        regulation's clauses or a news item are not a locality's priorities. A locality is
+        listed when one of its passages ranks among the best of the whole (filtered) index for
+        the question, or, with `every`, whenever it has reports. Reports with no known
+        locality come under the key None. Localities come out by level (province first), then
+        by how well they answer.
         """
+        k, mode = self._checked(k, mode)
         base = filters or Filters()
-        out: dict[str, list[Hit]] = {}
-        for loc in self.index.localities():
-            if base.localities and not any(same_place(w, loc) for w in base.localities):
-                continue
-            out[loc] = self.search(query, k, Filters([loc], base.doc_ids, base.date_from,
-                                                     base.date_to), mode)
-        return out
+        if base.doc_types is None:
+            base = replace(base, doc_types=list(REPORT_TYPES))
+        rows = self.allowed_rows(base)
+        if rows is None:
+            rows = np.arange(len(self.index.chunks), dtype=np.int64)
+        if not len(rows):
+            return {}
+        query = prepare_query(query, self.index)
+        view = self.index.view()
+        group = view.doc_loc[view.chunk_doc[rows]]
+        scored = []  # (scores, weight, which rows the list ranks at all)
+        if mode in ("dense", "hybrid"):
+            dense = self.dense_all(query, rows)
+            scored.append((dense, self.settings.dense_weight, np.ones(len(rows), bool)))
+        if mode in ("lexical", "hybrid"):
+            lexical = self.lexical_all(query, rows)
+            scored.append((lexical, self.settings.lexical_weight, lexical > 0))
+        local = np.zeros(len(rows))
+        overall = np.zeros(len(rows))
+        for scores, weight, valid in scored:
+            within = _ranks(scores, group)
+            anywhere = _ranks(scores, np.zeros_like(group))
+            local += np.where(valid, weight / (self.settings.rrf_k + within), 0.0)
+            overall += np.where(valid, weight / (self.settings.rrf_k + anywhere), 0.0)
+        listed = set(np.unique(group).tolist()) if every else \
+            set(group[np.argsort(-overall)[:max(10 * k, 50)]].tolist())
+        out: dict[int, list[tuple[int, float]]] = {}
+        for pos in np.lexsort((-local, group)):
+            g = int(group[pos])
+            if g in listed and len(out.setdefault(g, [])) < k and local[pos] > 0:
+                out[g].append((int(rows[pos]), float(local[pos])))
+        order = sorted(out, key=lambda g: (view.level_rank(g), -out[g][0][1]))
+        return {(view.localities[g] if g >= 0 else None): [self.hit(i, s) for i, s in out[g]]
+                for g in order}
+
+    def dense_all(self, query: str, rows: np.ndarray) -> np.ndarray:
+        """The query's similarity to every row in `rows` (exact, whatever the index type)."""
+        vec = self.embedder.encode([to_simplified(query)], "query")[0]
+        return self.index.matrix()[rows] @ vec
+
+    def lexical_all(self, query: str, rows: np.ndarray) -> np.ndarray:
+        terms = " ".join([query, *glossary_terms(query)])
+        return self.index.bm25().scores(tokenize(terms, self.index.lexicon))[rows]
 
     def hit(self, row: int, score: float) -> Hit:
         chunk = self.index.chunks[row]
@@ -203,6 +246,18 @@ class Searcher:
 
 
 Ranking = list[tuple[int, float]]
+
+
+def _ranks(scores: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Each item's rank (1 = best) among the items of its own group."""
+    order = np.lexsort((-scores, group))
+    sorted_group = group[order]
+    starts = np.flatnonzero(np.r_[True, sorted_group[1:] != sorted_group[:-1]])
+    position = np.arange(len(order))
+    first = starts[np.searchsorted(starts, position, side="right") - 1]
+    ranks = np.empty(len(order), dtype=np.float64)
+    ranks[order] = position - first + 1
+    return ranks
 
 
 def _max_normalised(rankings: list[Ranking], weights: list[float]) -> dict[int, float]:

@@ -107,7 +107,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         raise UserError("-k must be at least 1")
     engine, answerer = _answerer(args)
     answer = answerer.ask(args.question, by_locality=args.by_locality, k=args.k,
-                          filters=filters_from(args))
+                          filters=filters_from(args), places=not args.all_places)
     return _show(answer, engine, args)
 
 
@@ -179,12 +179,14 @@ def print_answer(answer: Answer, engine: Engine | None = None) -> None:
     print(f"{head}  [{answer.mode}]")
     if answer.notice:
         print(f"note: {answer.notice}")
+    if answer.scope:
+        print(f"scope: {answer.scope}")
     if len(answer.localities) == 1 and answer.localities[0].locality is None \
             and answer.question and _sounds_per_locality(answer.question):
         print("tip: add --by-locality to answer for each locality side by side")
     for loc in answer.localities:
         titles = [docs[d].display_title for d in loc.doc_ids if d in docs]
-        name = loc.locality or ("All localities" if answer.doc_id is None else "")
+        name = loc.locality or _unnamed(answer)
         print()
         print(f"== {name}" + (f" · {' / '.join(titles)}" if titles else "")
               + (f" ({', '.join(loc.doc_ids)})" if loc.doc_ids else ""))
@@ -218,6 +220,15 @@ def print_answer(answer: Answer, engine: Engine | None = None) -> None:
             for line in body:
                 print(f"    {line}")
     sys.stdout.flush()
+
+
+def _unnamed(answer: Answer) -> str:
+    if answer.doc_id is not None:
+        return ""
+    if len(answer.localities) == 1:
+        return "All localities"
+    return ("Locality unknown (set `locality` in a metadata.toml sidecar or the report's front "
+            "matter to place these reports)")
 
 
 def _merged(citations: list[Citation]) -> list[Citation]:

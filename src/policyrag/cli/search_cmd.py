@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 from ..engine import Engine
+from ..filtering import DOC_TYPES
 from ..retrieval import MODES, Filters, Hit, QueryError
 from . import UserError, emit_json
 
@@ -22,12 +23,18 @@ def add_filter_args(p: argparse.ArgumentParser) -> None:
                    help="only reports dated on or after this")
     p.add_argument("--to", dest="date_to", metavar="YYYY[-MM[-DD]]",
                    help="only reports dated on or before this")
+    p.add_argument("--type", dest="doc_types", nargs="+", action="extend", choices=DOC_TYPES,
+                   metavar="TYPE", help="only these kinds of document: "
+                   f"{', '.join(DOC_TYPES)} (default: all; ask --by-locality: the reports)")
+    p.add_argument("--all-places", action="store_true",
+                   help="do not narrow the search to a place the question names "
+                        "(“路桥如何…” searches only Luqiao's reports unless this is given)")
     p.add_argument("--retrieval", choices=MODES, default=None,
                    help="dense, lexical (BM25) or hybrid (default: fusion of both)")
 
 
 def filters_from(args: argparse.Namespace) -> Filters:
-    return Filters(args.locality, args.doc, args.date_from, args.date_to)
+    return Filters(args.locality, args.doc, args.date_from, args.date_to, args.doc_types)
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -49,12 +56,30 @@ def cmd_search(args: argparse.Namespace) -> int:
     filters = filters_from(args)
     if args.batch:
         return _batch(engine, args, filters)
-    hits = engine.search(args.query, args.k, filters, args.retrieval)
+    searcher = engine.searcher()
+    plan = searcher.plan(args.query, filters, not args.all_places)
+    hits = searcher.ranked(args.query, args.k, plan.filters, args.retrieval)
+    empty = None if hits else why_empty(engine, plan.filters)
     if args.json:
-        emit_json({"query": args.query, "hits": [h.to_dict() for h in hits]})
+        out: dict = {"query": args.query, "hits": [h.to_dict() for h in hits]}
+        if plan.notice:
+            out["scope"] = plan.notice
+        if empty:
+            out["notice"] = empty
+        emit_json(out)
     else:
-        print_hits(hits)
+        if plan.notice:
+            print(f"scope: {plan.notice}\n")
+        print_hits(hits, empty)
     return 0
+
+
+def why_empty(engine: Engine, filters: Filters) -> str | None:
+    """Which filter left nothing to search, when one did."""
+    view = engine.index.view()
+    if filters.is_empty() or view.doc_mask(filters).any():
+        return None
+    return view.empty_because(filters)
 
 
 def _batch(engine: Engine, args: argparse.Namespace, filters: Filters) -> int:
@@ -67,7 +92,7 @@ def _batch(engine: Engine, args: argparse.Namespace, filters: Filters) -> int:
         if not query:
             continue
         try:
-            hits = engine.search(query, args.k, filters, args.retrieval)
+            hits = engine.search(query, args.k, filters, args.retrieval, not args.all_places)
             emit_json({"query": query, "hits": [h.to_dict() for h in hits]})
         except QueryError as exc:
             failed += 1
@@ -75,9 +100,10 @@ def _batch(engine: Engine, args: argparse.Namespace, filters: Filters) -> int:
     return 1 if failed else 0
 
 
-def print_hits(hits: list[Hit]) -> None:
+def print_hits(hits: list[Hit], empty: str | None = None) -> None:
     if not hits:
-        print("nothing found; try other words, or fewer filters")
+        print(f"nothing found: {empty}" if empty else
+              "nothing found; try other words, or fewer filters")
         return
     width = min(shutil.get_terminal_size((100, 20)).columns, 100) - 6
     for rank, h in enumerate(hits, 1):

@@ -1,0 +1,313 @@
+"""Which chunks a search may return: filters checked, places resolved, masks made with numpy.
+
+A locality filter names a place as users write it (丽水, 麗水, Lishui, 丽水经开区); it admits the
+reports of that place and of every place under it (丽水 admits 莲都区 and 丽水经开区). A place
+named in the question itself (“路桥如何…”, “How does Luqiao…”) becomes such a filter too, and
+the caller shows it as applied, so the user can lift it.
+
+Masks are computed once per distinct value (locality, type) and spread to chunks by array
+indexing: the cost grows with the number of localities, not with the number of chunks.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from functools import cached_property
+
+import numpy as np
+
+from .gazetteer import ancestors, find_places, romanisations, same_place, short_name
+from .script import to_simplified
+
+# Reports a locality's priorities can be read from; regulations and news cannot.
+REPORT_TYPES = ("communique", "work_report", "report")
+DOC_TYPES = (*REPORT_TYPES, "regulation", "news", "other")
+LEVELS = ("national", "province", "city", "county", "zone")
+_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+
+
+class FilterError(ValueError):
+    """A filter value that names nothing; the message says which and what is accepted."""
+
+
+@dataclass
+class Filters:
+    localities: list[str] | None = None
+    doc_ids: list[str] | None = None
+    date_from: str | None = None
+    date_to: str | None = None
+    doc_types: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        # An API caller may pass one name as a plain string: "Wenzhou" is one place, not seven.
+        for name in ("localities", "doc_ids", "doc_types"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                setattr(self, name, [value] if value.strip() else None)
+            elif value is not None:
+                setattr(self, name, [str(v) for v in value if str(v).strip()] or None)
+        for name in ("date_from", "date_to"):
+            value = getattr(self, name)
+            setattr(self, name, str(value).strip() or None if value is not None else None)
+
+    def is_empty(self) -> bool:
+        return self == Filters()
+
+    def admits(self, doc) -> bool:
+        """One document against the filters (the vectorised path is `IndexView.rows`)."""
+        if self.localities and not any(place_admits(q, chain(doc)) for q in self.localities):
+            return False
+        if self.doc_ids and doc.doc_id not in self.doc_ids:
+            return False
+        if self.doc_types and (doc_type(doc) not in self.doc_types):
+            return False
+        return date_admits(doc.date, self.date_from, self.date_to)
+
+
+def doc_type(doc) -> str:
+    # Indexes built before documents had a type were all read as reports, and still are.
+    return getattr(doc, "doc_type", None) or "report"
+
+
+def chain(doc) -> tuple[str, ...]:
+    """The document's locality and every place above it: 莲都区, 丽水市, 浙江省."""
+    if not doc.locality:
+        return ()
+    names = [doc.locality]
+    if doc.locality_parent:
+        names.append(doc.locality_parent)
+    for name in ancestors(names[-1]):
+        if name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def place_admits(query: str, names: tuple[str, ...]) -> bool:
+    return any(same_place(query, n) for n in names)
+
+
+def date_admits(value: str | None, date_from: str | None, date_to: str | None) -> bool:
+    if not (date_from or date_to):
+        return True
+    # Dates compare as ISO strings; a report with no known date passes no date filter.
+    if not (value and value[:1].isdigit()):
+        return False
+    if date_from and value < date_from:
+        return False
+    return not (date_to and value[: len(date_to)] > date_to)
+
+
+def check_date(value: str | None, flag: str) -> None:
+    if value is None:
+        return
+    m = _DATE.match(value)
+    ok = m is not None
+    if ok and m[2]:
+        try:
+            date(int(m[1]), int(m[2]), int(m[3] or 1))
+        except ValueError:
+            ok = False
+    if not ok:
+        raise FilterError(f"{flag} {value!r} is not a date; write YYYY, YYYY-MM or YYYY-MM-DD "
+                          "(e.g. 2024, 2024-09 or 2024-09-30)")
+
+
+def nearest(word: str, known: list[str], n: int = 3) -> list[str]:
+    """The known names closest to a misspelt one, by characters or by pinyin."""
+    simple = to_simplified(word).lower().replace(" ", "")
+    by_text = difflib.get_close_matches(simple, known, n=n, cutoff=0.4)
+    spelled = {r: name for name in known for r in romanisations(short_name(name))}
+    by_pinyin = [spelled[r] for r in difflib.get_close_matches(simple, list(spelled), n=n,
+                                                               cutoff=0.6)]
+    return list(dict.fromkeys(by_text + by_pinyin))[:n]
+
+
+@dataclass
+class PlacePlan:
+    """What a question's place names did to the search, for the user to see."""
+
+    filters: Filters
+    named: list[str] = field(default_factory=list)     # places applied as a filter
+    missing: list[str] = field(default_factory=list)   # named, but no report of them indexed
+    suggestions: list[str] = field(default_factory=list)
+
+    @property
+    def notice(self) -> str | None:
+        parts = []
+        if self.named:
+            parts.append(f"searching only reports of {', '.join(self.named)} and the places "
+                         "under it (named in the question; --all-places to search everything)")
+        if self.missing:
+            near = f"; nearest known: {', '.join(self.suggestions)}" if self.suggestions else ""
+            parts.append(f"no report of {', '.join(self.missing)} is indexed, so all reports "
+                         f"were searched{near}")
+        return "; ".join(parts) or None
+
+
+class IndexView:
+    """Per-index arrays for filtering: chunk -> document, document -> locality/type/date."""
+
+    def __init__(self, documents: dict, chunk_doc_ids: list[str]) -> None:
+        self.doc_ids = list(documents)
+        position = {d: i for i, d in enumerate(self.doc_ids)}
+        self.docs = [documents[d] for d in self.doc_ids]
+        self.chunk_doc = np.fromiter((position[d] for d in chunk_doc_ids), np.int32,
+                                     len(chunk_doc_ids))
+        self.localities = sorted({d.locality for d in self.docs if d.locality})
+        code = {name: i for i, name in enumerate(self.localities)}
+        self.doc_loc = np.array([code.get(d.locality, -1) for d in self.docs], np.int32)
+        self.types = sorted({doc_type(d) for d in self.docs})
+        tcode = {t: i for i, t in enumerate(self.types)}
+        self.doc_type = np.array([tcode[doc_type(d)] for d in self.docs], np.int32)
+        self.dates = np.array([d.date if d.date and d.date[:1].isdigit() else "" for d in
+                               self.docs], dtype="U10")
+
+    def level_rank(self, code: int) -> int:
+        """Order of a locality code's level in a comparison: province first, unknown last."""
+        if code < 0:
+            return len(LEVELS)
+        level = self.levels.get(self.localities[code])
+        return LEVELS.index(level) if level in LEVELS else len(LEVELS) - 1
+
+    @cached_property
+    def levels(self) -> dict[str, str | None]:
+        return {d.locality: d.locality_level for d in self.docs if d.locality}
+
+    @cached_property
+    def chains(self) -> dict[str, tuple[str, ...]]:
+        first = {}
+        for d in self.docs:
+            if d.locality and d.locality not in first:
+                first[d.locality] = chain(d)
+        return first
+
+    @cached_property
+    def known_places(self) -> set[str]:
+        """Every locality with reports here and every place above one."""
+        return {name for names in self.chains.values() for name in names}
+
+    # ---- validation -----------------------------------------------------------------------
+    def validate(self, filters: Filters) -> None:
+        check_date(filters.date_from, "--from")
+        check_date(filters.date_to, "--to")
+        for q in filters.localities or []:
+            if not any(same_place(q, n) for n in self.known_places):
+                near = nearest(q, sorted(self.known_places))
+                hint = f"; nearest known: {', '.join(near)}" if near else ""
+                raise FilterError(f"no report of locality {q!r} is indexed{hint} "
+                                  "(see: policyrag index info)")
+        known = set(self.doc_ids)
+        for d in filters.doc_ids or []:
+            if d not in known:
+                near = difflib.get_close_matches(d, self.doc_ids, n=3, cutoff=0.5)
+                hint = f"; nearest: {', '.join(near)}" if near else ""
+                raise FilterError(f"no report with id {d!r} in the index{hint} "
+                                  "(see: policyrag index info)")
+        for t in filters.doc_types or []:
+            if t not in DOC_TYPES:
+                raise FilterError(f"unknown document type {t!r}; choose from "
+                                  f"{', '.join(DOC_TYPES)}")
+
+    # ---- masks ----------------------------------------------------------------------------
+    def locality_mask(self, wanted: list[str]) -> np.ndarray:
+        """Per locality code: admitted by any wanted place (itself or an ancestor)."""
+        return np.array([any(place_admits(q, self.chains[name]) for q in wanted)
+                         for name in self.localities], dtype=bool)
+
+    def doc_mask(self, filters: Filters) -> np.ndarray:
+        ok = np.ones(len(self.docs), dtype=bool)
+        if filters.localities:
+            per_loc = np.append(self.locality_mask(filters.localities), False)
+            ok &= per_loc[self.doc_loc]  # code -1 (no locality) picks the trailing False
+        if filters.doc_ids:
+            wanted = set(filters.doc_ids)
+            ok &= np.array([d in wanted for d in self.doc_ids], dtype=bool)
+        if filters.doc_types:
+            per_type = np.array([t in filters.doc_types for t in self.types], dtype=bool)
+            ok &= per_type[self.doc_type]
+        if filters.date_from or filters.date_to:
+            ok &= self.dates != ""
+            if filters.date_from:
+                ok &= self.dates >= filters.date_from
+            if filters.date_to:
+                cut = np.array([s[: len(filters.date_to)] for s in self.dates], dtype="U10")
+                ok &= cut <= filters.date_to
+        return ok
+
+    def rows(self, filters: Filters | None) -> np.ndarray | None:
+        """Chunk rows the filters admit, or None when nothing is filtered."""
+        if filters is None or filters.is_empty():
+            return None
+        return np.flatnonzero(self.doc_mask(filters)[self.chunk_doc]).astype(np.int64)
+
+    def empty_because(self, filters: Filters) -> str:
+        """Which filter left nothing: each one alone, then together."""
+        alone = [("locality", Filters(localities=filters.localities)),
+                 ("report", Filters(doc_ids=filters.doc_ids)),
+                 ("type", Filters(doc_types=filters.doc_types)),
+                 ("date", Filters(date_from=filters.date_from, date_to=filters.date_to))]
+        for name, f in alone:
+            if not f.is_empty() and not self.doc_mask(f).any():
+                return f"no report matches the {name} filter ({_describe(f)})"
+        return f"no report matches all the filters together ({_describe(filters)})"
+
+    # ---- places in questions --------------------------------------------------------------
+    def places_in(self, question: str) -> tuple[list[str], list[str]]:
+        """(places named in the question that have reports here, named places with none).
+
+        A bare short name (富裕, 前进 are also ordinary words) counts only when reports of that
+        place are indexed; a full name with its suffix (富裕县) counts always.
+        """
+        simple = to_simplified(question)
+        found, missing = [], []
+        for m in find_places(simple):
+            p = m.place
+            written = simple[m.start:m.end]
+            if p.name in self.known_places:
+                found.append(p.name)
+            elif written == p.name and p.level != "zone" and len(written) >= 3:
+                missing.append(p.name)
+        lowered = re.sub(r"[^a-z]", "", question.lower())
+        if len(lowered) >= 4:
+            for name in self.known_places:
+                if any(len(r) >= 4 and r in lowered for r in romanisations(short_name(name))):
+                    found.append(name)
+        found = _outermost_first(list(dict.fromkeys(found)))
+        return found, [m for m in dict.fromkeys(missing) if m not in found]
+
+    def plan(self, question: str, filters: Filters | None, auto: bool = True) -> PlacePlan:
+        base = filters or Filters()
+        if not auto or base.localities or base.doc_ids:
+            return PlacePlan(base)
+        named, missing = self.places_in(question)
+        suggestions = nearest(missing[0], sorted(self.known_places)) if missing else []
+        if not named:
+            return PlacePlan(base, [], missing, suggestions)
+        narrowed = Filters(named, base.doc_ids, base.date_from, base.date_to, base.doc_types)
+        return PlacePlan(narrowed, named, missing, suggestions)
+
+
+def _outermost_first(names: list[str]) -> list[str]:
+    """Drop a place already covered by another named one (丽水 covers 莲都)."""
+    keep = []
+    for n in names:
+        above = set(ancestors(n))
+        if not any(o in above for o in names if o != n):
+            keep.append(n)
+    return keep
+
+
+def _describe(f: Filters) -> str:
+    parts = []
+    if f.localities:
+        parts.append("locality " + ", ".join(f.localities))
+    if f.doc_ids:
+        parts.append("report " + ", ".join(f.doc_ids))
+    if f.doc_types:
+        parts.append("type " + ", ".join(f.doc_types))
+    if f.date_from or f.date_to:
+        parts.append(f"dates {f.date_from or '…'} to {f.date_to or '…'}")
+    return "; ".join(parts)

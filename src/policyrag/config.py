@@ -31,6 +31,10 @@ class Settings:
     dense_weight: float = 1.0
     lexical_weight: float = 1.0
     generations_kept: int = 2
+    # A by-locality comparison lists a locality when its best passage scores at least this
+    # share of the best passage anywhere (BM25, or cosine when no question word occurs).
+    listed_lexical_share: float = 0.5
+    listed_dense_share: float = 0.9
 
 
 def settings() -> Settings:

@@ -212,14 +212,19 @@ class Searcher:
             lexical = self.lexical_all(query, rows)
             scored.append((lexical, self.settings.lexical_weight, lexical > 0))
         local = np.zeros(len(rows))
-        overall = np.zeros(len(rows))
         for scores, weight, valid in scored:
-            within = _ranks(scores, group)
-            anywhere = _ranks(scores, np.zeros_like(group))
-            local += np.where(valid, weight / (self.settings.rrf_k + within), 0.0)
-            overall += np.where(valid, weight / (self.settings.rrf_k + anywhere), 0.0)
+            local += np.where(valid, weight / (self.settings.rrf_k + _ranks(scores, group)), 0.0)
+        # Which localities answer: the words of the question, when its words occur anywhere;
+        # else (an English question the glossary does not cover) the model's similarity.
+        if mode == "dense" or (mode == "hybrid" and lexical.max() <= 0):
+            best, share = dense, self.settings.listed_dense_share
+        else:
+            best, share = lexical, self.settings.listed_lexical_share
+        best_by_group = np.full(len(view.localities) + 1, -np.inf)
+        np.maximum.at(best_by_group, group, best)  # code -1 lands in the last slot
+        answering = best_by_group >= share * best.max()
         listed = set(np.unique(group).tolist()) if every else \
-            set(group[np.argsort(-overall)[:max(10 * k, 50)]].tolist())
+            {g for g in np.unique(group).tolist() if answering[g]}
         out: dict[int, list[tuple[int, float]]] = {}
         for pos in np.lexsort((-local, group)):
             g = int(group[pos])

@@ -12,6 +12,7 @@ from ..evaluation import (
     evaluate_engine,
     format_coverage,
     format_reports,
+    format_side_by_side,
     keypoint_coverage,
     keypoint_questions,
     load_keypoints,
@@ -45,6 +46,11 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--answer", type=Path, metavar="ANSWER.json",
                    help="with --keypoints, score this saved `ask --by-locality --json` output "
                         "instead of running ask")
+    p.add_argument("--at-scale", type=Path, metavar="DIR",
+                   help="a second index holding the same reports buried among many other "
+                        "texts (e.g. built with: policyrag index build seeds/ "
+                        "../shared/corpus/distractors-dev.jsonl.gz --index indexes/scale); "
+                        "prints recall@5 and MRR on both side by side")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--per-question", action="store_true",
                    help="with --json, include every question's rank and scores")
@@ -70,6 +76,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
                         "modes": {r.mode: r.to_dict(args.per_question) for r in reports}})
             text += [f"{len(questions)} questions from {args.questions}; index {engine.root}\n",
                      format_reports(reports)]
+            if args.at_scale is not None:
+                scale = Engine(args.at_scale, args.model)
+                at_scale = evaluate_engine(scale, questions, modes, args.k)
+                out["at_scale"] = {"index": str(args.at_scale),
+                                   "documents": len(scale.index.documents),
+                                   "chunks": len(scale.index.chunks),
+                                   "modes": {r.mode: r.to_dict(args.per_question)
+                                             for r in at_scale}}
+                text += [f"\nseeds only ({len(engine.index.chunks)} chunks) vs at scale "
+                         f"({args.at_scale}: {len(scale.index.documents)} texts, "
+                         f"{len(scale.index.chunks)} chunks)\n",
+                         format_side_by_side(reports, at_scale),
+                         "\nmisses at scale:", format_reports(at_scale).split("\n\n", 1)[-1]]
         if args.keypoints is not None:
             keypoints = load_keypoints(args.keypoints)
             runs = []

@@ -1,0 +1,171 @@
+"""Place-aware questions, locality filters with the places under them, and filter errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from policyrag.cli import main
+from policyrag.filtering import Filters
+from policyrag.retrieval import QueryError
+from tests.conftest import SEED_LOCALITIES
+
+LIANDU, LISHUI, LUQIAO, ZONE, WENZHOU = SEED_LOCALITIES
+
+
+def _localities(hits) -> set[str]:
+    return {h.locality for h in hits}
+
+
+def test_a_place_named_in_the_question_limits_the_search_to_it(engine):
+    s = engine.searcher()
+    plan = s.plan("路桥如何吸引民间投资？")
+    assert plan.named == ["路桥区"] and "路桥区" in plan.notice
+    assert _localities(engine.search("路桥如何吸引民间投资？", 10)) == {"路桥区"}
+    # …and the user can lift it: then other reports compete again.
+    assert len(_localities(engine.search("路桥如何吸引民间投资？", 10, places=False))) > 1
+
+
+@pytest.mark.parametrize("question", ["How does Luqiao plan to attract private investment?",
+                                      "路橋如何吸引民間投資？"])
+def test_english_and_traditional_place_names_limit_the_search_too(engine, question):
+    assert _localities(engine.search(question, 8)) == {"路桥区"}
+
+
+def test_a_city_includes_its_districts_and_zones(engine):
+    hits = engine.search("改革", 40, Filters(localities=["丽水"]))
+    assert _localities(hits) == {"莲都区", "丽水市", "丽水经开区"}
+    assert _localities(engine.search("改革", 40, Filters(localities=["Lishui"]))) == \
+        {"莲都区", "丽水市", "丽水经开区"}
+    # The zone alone is not its city.
+    assert _localities(engine.search("改革", 40, Filters(localities=["丽水经开区"]))) == \
+        {"丽水经开区"}
+
+
+def test_a_province_includes_every_place_under_it(engine):
+    assert _localities(engine.search("改革", 60, Filters(localities=["浙江"]))) == \
+        set(SEED_LOCALITIES.values())
+
+
+def test_a_named_place_without_reports_is_said_with_the_nearest_names(engine):
+    plan = engine.searcher().plan("深圳市如何推进住房保障？")
+    assert plan.missing == ["深圳市"] and plan.named == []
+    assert "深圳市" in plan.notice and "all reports were searched" in plan.notice
+    assert engine.search("深圳市如何推进住房保障？", 3)  # searched everything, said so
+
+
+def test_ordinary_words_that_are_also_county_names_are_not_places(engine):
+    # 富裕 is a county in Heilongjiang and a word in 共同富裕.
+    plan = engine.searcher().plan("如何推进共同富裕？")
+    assert plan.named == [] and plan.missing == [] and plan.notice is None
+
+
+def test_masks_equal_the_per_document_rule(engine):
+    view = engine.index.view()
+    chunks = engine.index.chunks
+    docs = engine.index.documents
+    for f in (Filters(localities=["丽水"]), Filters(localities=["Wenzhou", "莲都"]),
+              Filters(date_from="2024-01"), Filters(date_to="2021"),
+              Filters(doc_ids=[next(iter(docs))]), Filters(localities=["浙江"], date_from="2024")):
+        expected = [i for i, c in enumerate(chunks) if f.admits(docs[c.doc_id])]
+        assert view.rows(f).tolist() == expected, f
+
+
+def test_a_plain_string_is_one_locality_not_a_list_of_letters():
+    assert Filters(localities="Wenzhou").localities == ["Wenzhou"]
+    assert Filters(doc_ids="abc", doc_types="news").doc_ids == ["abc"]
+
+
+@pytest.mark.parametrize("filters, message", [
+    (Filters(date_from="2024-13-45"), "'2024-13-45' is not a date"),
+    (Filters(date_to="abc"), "'abc' is not a date"),
+    (Filters(localities=["Wenzou"]), "nearest known: 温州市"),
+    (Filters(doc_ids=["000_e9f0a6d5a56f891"]), "nearest: 000_e9f0a6d5a56f891f"),
+])
+def test_bad_filter_values_are_errors_naming_them(engine, filters, message):
+    with pytest.raises(QueryError, match=message):
+        engine.search("改革", 5, filters)
+
+
+def test_k_zero_is_an_error_not_the_default(engine):
+    with pytest.raises(QueryError, match="at least 1"):
+        engine.search("改革", 0)
+
+
+def test_cli_filter_errors_exit_2_and_name_the_value(cli):
+    for argv, needle in ((["--from", "2024-13-45"], "2024-13-45"),
+                         (["--locality", "Wenzou"], "温州市"), (["-k", "0"], "at least 1")):
+        rc, out, err = cli("search", "改革", *argv)
+        assert rc == 2 and needle in err, (argv, err)
+
+
+def test_cli_says_which_filter_left_nothing(cli):
+    rc, out, _ = cli("search", "改革", "--from", "2031")
+    assert rc == 0 and "date filter" in out
+
+
+def test_cli_shows_the_place_filter_and_lifts_it(cli):
+    rc, out, _ = cli("search", "路桥如何吸引民间投资？", "--json")
+    data = json.loads(out)
+    assert "路桥区" in data["scope"] and {h["locality"] for h in data["hits"]} == {"路桥区"}
+    rc, out, _ = cli("search", "路桥如何吸引民间投资？", "--all-places", "--json", "-k", "10")
+    data = json.loads(out)
+    assert "scope" not in data and len({h["locality"] for h in data["hits"]}) > 1
+
+
+def _collection(path, rows) -> None:
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+REGULATION = ("温州市烟花爆竹安全管理条例\n第一条 为了加强烟花爆竹安全管理,预防安全事故,根据有关法律、"
+              "法规,结合本市实际,制定本条例。\n第二条 本市行政区域内烟花爆竹的生产、经营、运输、燃放,"
+              "适用本条例。\n第三条 下列场所禁止燃放烟花爆竹:(一)国家机关办公场所;(二)文物保护单位;"
+              "(三)车站、码头等交通枢纽。全市要把安全生产作为重点工作,压实责任。\n")
+
+
+def test_collections_build_and_comparisons_leave_out_regulations(tmp_path, seed_copy, embedder,
+                                                                 capsys):
+    """A JSON Lines collection is one input; its regulation is searchable but is no
+    locality's priorities in the by-locality comparison."""
+    from policyrag.answer import Answerer
+    from policyrag.engine import Engine
+
+    coll = tmp_path / "more.jsonl.gz"
+    _collection(coll, [{"id": "reg-1", "title": "温州市烟花爆竹安全管理条例", "text": REGULATION,
+                        "doc_type": "regulation", "locality": "温州市"},
+                       {"text": "   "}])
+    root = tmp_path / "idx"
+    # The blank line is skipped and named by file and line; the rest is indexed.
+    assert main(["index", "build", str(seed_copy), str(coll), "--index", str(root)]) == 1
+    assert "more.jsonl.gz:2" in capsys.readouterr().err
+    eng = Engine(root)
+    eng._embedder = embedder
+    reg = eng.index.documents["reg-1"]
+    assert reg.source.endswith("more.jsonl.gz#reg-1") and reg.doc_type == "regulation"
+    assert any(h.doc_id == "reg-1" for h in eng.search("燃放烟花爆竹的禁止场所", 5))
+    answer = Answerer(eng).ask("各地区分别把哪些工作作为重点？", by_locality=True)
+    cited = {c.doc_id for loc in answer.localities for p in loc.points for c in p.citations}
+    assert "reg-1" not in cited and len(answer.localities) == 5
+    # Asked for, regulations are compared too.
+    typed = Answerer(eng).ask("烟花爆竹", by_locality=True,
+                              filters=Filters(doc_types=["regulation"]))
+    assert [loc.locality for loc in typed.localities] == ["温州市"]
+
+
+def test_by_locality_lists_only_localities_whose_reports_answer(engine):
+    from policyrag.answer import Answerer
+
+    # Only Wenzhou's report speaks of its four ports and its southern gateway.
+    groups = engine.searcher().search_by_locality("四港联动 南大门", 3)
+    assert list(groups) == ["温州市"]
+    assert all(h.locality == "温州市" for h in groups["温州市"])
+    every = engine.searcher().search_by_locality("四港联动 南大门", 3, every=True)
+    assert set(every) == set(SEED_LOCALITIES.values())
+    # A priorities question is answered by every locality, cities before districts and zones.
+    answer = Answerer(engine).ask("各地区分别把哪些工作作为重点？", by_locality=True)
+    names = [a.locality for a in answer.localities]
+    assert sorted(names[:2]) == ["丽水市", "温州市"] and set(names) == set(SEED_LOCALITIES.values())

@@ -49,9 +49,16 @@ class Evidence:
     strong: bool = False  # a body, the title or the opening names it
 
 
+# A place name that begins the name of something else: 上海合作组织, 北京大学, 中非合作论坛北京峰会.
+_NOT_A_PLACE_AFTER = re.compile(
+    r"合作组织|大学|学院|银行|集团|公司|证券交易所|交易所|电视台|日报|晚报|论坛|峰会|公约|宣言|共识|"
+    r"精神|经验|模式|队|号")
+
+
 def _qualified(mentions: list[Mention], text: str) -> list[Mention]:
     """Short county names are often words (富裕, 前进, 南海): trust them only beside their
-    city or province, or written in full."""
+    city or province, or written in full. Names of organisations after a place are no place."""
+    mentions = [m for m in mentions if not _NOT_A_PLACE_AFTER.match(text, m.end)]
     names = {m.place.name for m in mentions} | {m.place.short for m in mentions}
     keep = []
     for m in mentions:

@@ -21,7 +21,7 @@ _WORK_REPORT_OPENING = re.compile(r"各位代表[:：,，].{0,80}(?:报告政府
 _MEETING = (r"(?:会议|全会|全体会议|常务会议|务虚会|推进会|交流会|座谈会|部署会|动员会|大会|"
             r"工作会|常委会)")
 _MEETING_HELD = re.compile(
-    rf"(?:召开|举行)[^,，。;；]{{0,40}}?{_MEETING}|{_MEETING}(?:[(（][^)）]{{0,6}}[)）])?"
+    rf"(?:召开|举行)(?!的)[^,，。;；]{{0,40}}?{_MEETING}|{_MEETING}(?:[(（][^)）]{{0,6}}[)）])?"
     r"(?:在[^,，。]{1,10})?(?:召开|举行)")
 # Who holds a meeting worth a communiqué: Chinese party and state bodies at any level.
 _CONVENOR = re.compile(r"党|委|政府|国务院|政协|人大|中央|管委会|党工委|[省市县区]")

@@ -49,10 +49,11 @@ class Evidence:
     strong: bool = False  # a body, the title or the opening names it
 
 
-# A place name that begins the name of something else: 上海合作组织, 北京大学, 中非合作论坛北京峰会.
+# A place name that begins the name of something else (上海合作组织, 北京大学, 北京时间), or
+# one of several (四川等地).
 _NOT_A_PLACE_AFTER = re.compile(
     r"合作组织|大学|学院|银行|集团|公司|证券交易所|交易所|电视台|日报|晚报|论坛|峰会|公约|宣言|共识|"
-    r"精神|经验|模式|队|号")
+    r"精神|经验|模式|队|号|时间|等")
 
 
 def _qualified(mentions: list[Mention], text: str) -> list[Mention]:

@@ -32,7 +32,8 @@ _BODY_AFTER = re.compile(
 # The central party and state as a text's subject.
 CENTRAL = re.compile(
     r"国务院|中共中央|党中央|中央军委|中央委员会|全国人大|全国人民代表大会|全国政协|全国委员会|"
-    r"中央经济工作会议|中央[^,，。]{0,6}(?:会议|委员会|办公厅)|国家(?:主席|发展改革委)|"
+    r"中央经济工作会议|中央[^,，。]{0,10}?(?:会议|委员会|办公厅|领导小组|常委会|纪委)|中央纪委|"
+    r"国家(?:主席|发展改革委)|"
     r"国家[^,，。]{1,8}?(?:部|局|委|署|总局)|党和国家领导人|习近平|李克强|李强|温家宝|人民日报|"
     r"全军|解放军|中国空军|中国海军")
 # The whole country as the subject, only where a sentence opens with it (眼下，全国“三夏”…).
@@ -181,7 +182,8 @@ def _news_place(text: str, title: str) -> Place | None:
         if place is not None:
             return place
     lead = lead_sentence(text)
-    if _central_subject(lead):
+    # A series banner (【在习近平新时代中国特色社会主义思想指引下】) says nothing of who acts.
+    if _central_subject(lead) or CENTRAL.search(re.sub(r"【[^】]*】", "", headline)):
         return NATIONAL
     for source in (headline, lead):
         place = _chain_end(_places_in(source))

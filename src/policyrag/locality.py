@@ -35,7 +35,10 @@ CENTRAL = re.compile(
     r"中央经济工作会议|中央[^,，。]{0,10}?(?:会议|委员会|办公厅|领导小组|常委会|纪委)|中央纪委|"
     r"国家(?:主席|发展改革委)|"
     r"国家[^,，。]{1,8}?(?:部|局|委|署|总局)|党和国家领导人|习近平|李克强|李强|温家宝|人民日报|"
-    r"全军|解放军|中国空军|中国海军")
+    r"全军|解放军|中国空军|中国海军|国家副主席|"
+    # Members of the Politburo Standing Committee since 2012, and the First Lady, whose
+    # appearances are national news wherever they take place.
+    r"张德江|俞正声|刘云山|王岐山|张高丽|栗战书|汪洋|王沪宁|赵乐际|韩正|蔡奇|丁薛祥|李希|彭丽媛")
 # The whole country as the subject, only where a sentence opens with it (眼下，全国“三夏”…).
 _COUNTRY = re.compile(r"我国|全国")
 _WEIGHT = {"title": 5, "body_title": 12, "body_head": 6, "body_tail": 6, "body": 2,
@@ -57,10 +60,20 @@ _NOT_A_PLACE_AFTER = re.compile(
     r"精神|经验|模式|队|号|时间|等")
 
 
+# Where something took place (会议在北京举行, 在青岛开幕) is not who acted.
+_VENUE_AFTER = re.compile(r"[^,，。;；]{0,12}?(?:举行|召开|开幕|闭幕|启动|启用|会见|会谈|举办|出席|主持|亮相)")
+
+
+def _is_venue(m: Mention, text: str) -> bool:
+    return m.start > 0 and text[m.start - 1] in "在于" and bool(_VENUE_AFTER.match(text, m.end))
+
+
 def _qualified(mentions: list[Mention], text: str) -> list[Mention]:
     """Short county names are often words (富裕, 前进, 南海): trust them only beside their
-    city or province, or written in full. Names of organisations after a place are no place."""
-    mentions = [m for m in mentions if not _NOT_A_PLACE_AFTER.match(text, m.end)]
+    city or province, or written in full. Names of organisations after a place, and the
+    venue of an event, are no place of the text's own."""
+    mentions = [m for m in mentions
+                if not _NOT_A_PLACE_AFTER.match(text, m.end) and not _is_venue(m, text)]
     names = {m.place.name for m in mentions} | {m.place.short for m in mentions}
     keep = []
     for m in mentions:

@@ -122,10 +122,10 @@ def test_a_report_hundreds_of_pages_long_keeps_its_metadata(docs):
 # --- Metadata for any text: the hand-labelled sample and the cases it was built for ---------
 
 
-# Per-type accuracy floors on tests/data/metadata_labels.jsonl (130 texts read and labelled by
-# hand; 25 of them held out while the extractor was written), a little under what
-# scripts/metadata_accuracy.py measured when they were set: communique 1.00/1.00/1.00/0.95,
-# news 0.85/0.85/1.00/1.00, regulation 1.00 throughout (locality/level/doc_type/date).
+# Per-type accuracy floors on tests/data/metadata_labels.jsonl (160 texts read and labelled by
+# hand; 55 of them held out while the extractor was written), a little under what
+# scripts/metadata_accuracy.py measured when they were set: communique 1.00/1.00/1.00/0.96,
+# news 0.88/0.88/1.00/1.00, regulation 1.00 throughout (locality/level/doc_type/date).
 FLOORS = {
     "communique": {"locality": 0.94, "level": 0.94, "doc_type": 0.94, "date": 0.89},
     "news": {"locality": 0.80, "level": 0.80, "doc_type": 0.95, "date": 0.95},
@@ -145,7 +145,7 @@ def labelled():
 
 def test_labelled_sample_is_large_and_covers_every_seed(labelled):
     records, _ = labelled
-    assert len(records) >= 100 and sum(bool(r.get("held_out")) for r in records) >= 20
+    assert len(records) >= 100 and sum(bool(r.get("held_out")) for r in records) >= 50
     assert set(SEED_LOCALITIES) <= {r["id"] for r in records}
     assert sum(r["labels"]["doc_type"] == "regulation" for r in records) == 23
 

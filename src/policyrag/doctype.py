@@ -23,10 +23,10 @@ _WORK_REPORT_OPENING = re.compile(r"各位代表[:：,，].{0,80}(?:报告政府
 _MEETING = (r"(?:会议|全会|全体会议|常务会议|务虚会|推进会|交流会|座谈会|部署会|动员会|大会|"
             r"工作会|常委会)")
 _MEETING_HELD = re.compile(
-    rf"(?:召开|举行)(?!的)[^,，。;；\s]{{0,30}}?{_MEETING}(?!主席|代表|精神)|"
+    rf"(?:召开|举行|举办)(?!的)[^,，。;；\s]{{0,30}}?{_MEETING}(?!主席|代表|精神)|"
     rf"{_MEETING}(?:[(（][^)）]{{0,6}}[)）])?(?:在[^,，。]{{1,10}})?(?:召开|举行)")
 # Who holds a meeting worth a communiqué: Chinese party and state bodies at any level.
-_CONVENOR = re.compile(r"党|委|政府|国务院|政协|人大|中央|管委会|党工委|[省市县区]")
+_CONVENOR = re.compile(r"党|委|政府|国务院|政协|人大|中央|管委会|党工委|[省市县区]|在京|北京|人民大会堂")
 # A speech or report as the whole headline, not "…上的讲话引发热烈反响".
 _REPORT = re.compile(r"^[^《》“”,，]{0,30}在[^《》,，。]{2,60}上的(?:讲话|报告|致辞|发言|工作报告)(?:稿)?$|"
                      r"^[^《》“”,，\s]{0,40}(?:委员会|常委会|法院|检察院|[省市县区]委)工作报告$")

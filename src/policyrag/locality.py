@@ -32,8 +32,14 @@ _BODY_AFTER = re.compile(
 # The central party and state as a text's subject.
 CENTRAL = re.compile(
     r"国务院|中共中央|党中央|中央军委|中央委员会|全国人大|全国人民代表大会|全国政协|全国委员会|"
-    r"中央经济工作会议|中央[^,，。]{0,10}?(?:会议|委员会|办公厅|领导小组|常委会|纪委)|中央纪委|"
+    r"中央经济工作会议|中央[^,，。]{0,10}?(?:会议|委员会|办公厅|领导小组|常委会|纪委|部门)|中央纪委|"
     r"国家(?:主席|发展改革委)|"
+    # Ministries and commissions of the State Council, which sign without 国家 (but 俄罗斯国防部
+    # is not one of them).
+    r"(?:(?<![\u4e00-\u9fff])|(?<=中国))(?:外交部|国防部|教育部|科技部|工业和信息化部|公安部|民政部|司法部|财政部|人力资源社会保障部|"
+    r"自然资源部|生态环境部|住房城乡建设部|交通运输部|水利部|农业农村部|农业部|商务部|文化和旅游部|"
+    r"应急管理部|退役军人事务部|审计署|海关总署|税务总局|市场监管总局|国资委|证监会|银保监会|"
+    r"中国人民银行)|"
     r"国家[^,，。]{1,8}?(?:部|局|委|署|总局)|党和国家领导人|习近平|李克强|李强|温家宝|人民日报|"
     r"全军|解放军|中国空军|中国海军|国家副主席|"
     # Members of the Politburo Standing Committee since 2012, and the First Lady, whose

@@ -36,8 +36,8 @@ CENTRAL = re.compile(
     r"国家(?:主席|发展改革委)|"
     # Ministries and commissions of the State Council, which sign without 国家 (but 俄罗斯国防部
     # is not one of them).
-    r"(?:(?<![\u4e00-\u9fff])|(?<=中国))(?:外交部|国防部|教育部|科技部|工业和信息化部|公安部|民政部|司法部|财政部|人力资源社会保障部|"
-    r"自然资源部|生态环境部|住房城乡建设部|交通运输部|水利部|农业农村部|农业部|商务部|文化和旅游部|"
+    r"(?:(?<![\u4e00-\u9fff])|(?<=中国))(?:外交部|国防部|教育部|科技部|工业和信息化部|公安部|"
+    r"民政部|司法部|财政部|人力资源社会保障部|自然资源部|生态环境部|住房城乡建设部|交通运输部|水利部|农业农村部|农业部|商务部|文化和旅游部|"
     r"应急管理部|退役军人事务部|审计署|海关总署|税务总局|市场监管总局|国资委|证监会|银保监会|"
     r"中国人民银行)|"
     r"国家[^,，。]{1,8}?(?:部|局|委|署|总局)|党和国家领导人|习近平|李克强|李强|温家宝|人民日报|"
@@ -48,7 +48,7 @@ CENTRAL = re.compile(
 # The whole country as the subject, only where a sentence opens with it (眼下，全国“三夏”…).
 _COUNTRY = re.compile(r"我国|全国")
 _WEIGHT = {"title": 5, "body_title": 12, "body_head": 6, "body_tail": 6, "body": 2,
-           "head": 2, "lead": 3, "mention": 1}
+           "head": 2, "tail": 1, "mention": 1}
 _HEAD, _TAIL = 300, 300
 
 

@@ -94,7 +94,12 @@ def test_summarize_writes_complete_files_and_survives_a_failing_question(cli, tm
     n_citations = 0
     for d in (data[0], data[2], data[3]):
         assert set(d) == {"question", "mode", "localities"}
-        assert {loc["locality"] for loc in d["localities"]} == set(SEED_LOCALITIES.values())
+        named = {loc["locality"] for loc in d["localities"]}
+        if d["question"] == QUESTIONS[2]:
+            # Only the reports that speak of attracting investment answer; Wenzhou's does not.
+            assert {"丽水经开区", "莲都区"} <= named and "温州市" not in named
+        else:
+            assert named == set(SEED_LOCALITIES.values())
         for loc in d["localities"]:
             for p in loc["points"]:
                 for c in p["citations"]:

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from . import cleaning, metadata
+from .doctype import DOC_TYPES
+from .gazetteer import lookup
 from .readers import ReadError, discover, read_file
 from .script import detect_script
 
@@ -26,6 +28,8 @@ class Document:
     date: str | None = None
     date_inferred: bool = False
     meeting: str | None = None
+    # communique | work_report | report | regulation | news | other (see doctype.py)
+    doc_type: str | None = None
     script: str = "simplified"
     content_hash: str = ""
     extra: dict[str, object] = field(default_factory=dict)
@@ -43,7 +47,8 @@ class Document:
         return cls(**{k: v for k, v in data.items() if k in known})  # type: ignore[arg-type]
 
 
-OVERRIDABLE = {"title", "locality", "date", "meeting", "doc_id"}
+OVERRIDABLE = {"title", "locality", "locality_level", "locality_parent", "date", "meeting",
+               "doc_type", "doc_id"}
 
 
 def content_hash(raw: str) -> str:
@@ -59,11 +64,18 @@ def make_document(path: Path, raw: str, doc_id: str | None = None,
     meta = metadata.extract(body, text)
     doc = Document(doc_id=doc_id or path.stem, source=str(path), text=text,
                    script=detect_script(text), content_hash=content_hash(raw), **vars(meta))
-    for key, value in {**fm, **(overrides or {})}.items():
+    given = {**fm, **(overrides or {})}
+    for key, value in given.items():
         if key in OVERRIDABLE:
             setattr(doc, key, str(value))
         else:
             doc.extra[key] = value
+    if "locality" in given:
+        _place_overridden_locality(doc, given)
+    if "date" in given:
+        doc.date_inferred = False
+    if "doc_type" in given and doc.doc_type not in DOC_TYPES:
+        raise ValueError(f"{path.name}: doc_type {doc.doc_type!r} is not one of {', '.join(DOC_TYPES)}")
     return doc
 
 
@@ -119,6 +131,16 @@ def read_collection(path: Path, seen_ids: set[str]) -> tuple[list[Document], lis
     except (OSError, UnicodeDecodeError, EOFError) as exc:
         errors.append(ReadError(path, f"cannot read the collection: {exc}"))
     return docs, errors
+
+
+def _place_overridden_locality(doc: Document, given: dict[str, object]) -> None:
+    """A locality set by hand brings its level and parent from the gazetteer, unless they were
+    set too, so that filters on 丽水 still find a report placed in 莲都区."""
+    place = lookup(doc.locality or "", str(given.get("locality_parent") or "") or None)
+    if "locality_level" not in given:
+        doc.locality_level = place.level if place else None
+    if "locality_parent" not in given:
+        doc.locality_parent = place.parent if place else None
 
 
 def load_documents(paths: Iterable[Path]) -> tuple[list[Document], list[ReadError]]:

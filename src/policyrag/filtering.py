@@ -76,13 +76,11 @@ def chain(doc) -> tuple[str, ...]:
     """The document's locality and every place above it: 莲都区, 丽水市, 浙江省."""
     if not doc.locality:
         return ()
-    names = [doc.locality]
-    if doc.locality_parent:
-        names.append(doc.locality_parent)
-    for name in ancestors(names[-1]):
-        if name not in names:
-            names.append(name)
-    return tuple(names)
+    above = ancestors(doc.locality, doc.locality_parent) if doc.locality_parent else \
+        ancestors(doc.locality)
+    if doc.locality_parent and doc.locality_parent not in above:
+        above = [doc.locality_parent, *ancestors(doc.locality_parent)]
+    return (doc.locality, *above)
 
 
 def place_admits(query: str, names: tuple[str, ...]) -> bool:

@@ -22,13 +22,23 @@ ZONE_KINDS = {"经济技术开发区": "经开区", "经济开发区": "经开�
               "新区": "新区"}
 
 
+_PLACEHOLDERS = {"市辖区", "县", "省直辖县级行政区划", "自治区直辖县级行政区划"}
+LEVELS = ("national", "province", "city", "county", "zone")
+
+
 @dataclass(frozen=True)
 class Place:
     name: str          # full official name, e.g. 莲都区
     short: str         # the name as reports write it, e.g. 莲都
-    level: str         # province | city | county | zone
+    level: str         # national | province | city | county | zone
     parent: str | None  # full name of the parent division
     province: str | None
+
+
+# The whole country, for what the central party and state issue.
+NATIONAL = Place("全国", "全国", "national", None, None)
+# Municipalities are provinces that call themselves 市 (本市, 全市).
+MUNICIPALITIES = {"北京市", "天津市", "上海市", "重庆市"}
 
 
 def short_name(name: str) -> str:
@@ -43,7 +53,8 @@ def places() -> tuple[Place, ...]:
     # Located through the wheel's metadata: importing cpca itself needs pkg_resources.
     raw = Path(distribution("cpca").locate_file("cpca/resources/adcodes.csv")).read_text("utf-8")
     rows = [(r["adcode"], r["name"]) for r in csv.DictReader(io.StringIO(raw))]
-    by_code = {code[:6]: name for code, name in rows}
+    # Placeholders are no one's parent: a Beijing district's parent is 北京市, not 市辖区.
+    by_code = {code[:6]: name for code, name in rows if name not in _PLACEHOLDERS}
     out = []
     for code, name in rows:
         prov, city, county = code[:2], code[2:4], code[4:6]
@@ -55,7 +66,7 @@ def places() -> tuple[Place, ...]:
             level = "county"
             parent = by_code.get(prov + city + "00") or by_code.get(prov + "0000")
         # Municipal districts (市辖区) and such placeholders are not places anyone writes.
-        if name in {"市辖区", "县", "省直辖县级行政区划", "自治区直辖县级行政区划"}:
+        if name in _PLACEHOLDERS:
             continue
         out.append(Place(name, short_name(name), level, parent, by_code.get(prov + "0000")))
     return tuple(out)
@@ -144,24 +155,33 @@ def romanisations(name: str) -> frozenset[str]:
     return frozenset("".join(p).lower() for p in islice(product(*readings), 64))
 
 
-@lru_cache(maxsize=1)
-def _parents() -> dict[str, str | None]:
-    """Full name -> parent's full name, for names that denote one division only."""
-    seen: dict[str, list[Place]] = {}
-    for p in places():
-        seen.setdefault(p.name, []).append(p)
-    return {name: ps[0].parent for name, ps in seen.items() if len(ps) == 1}
+def lookup(name: str, parent: str | None = None) -> Place | None:
+    """The division a full or short name stands for; `parent` settles 朝阳区 (Beijing or Changchun).
 
-
-def ancestors(name: str) -> tuple[str, ...]:
-    """The divisions above a place, nearest first: 莲都区 -> (丽水市, 浙江省).
-
-    Empty for a name the table does not hold or holds more than once (鼓楼区): a document's
-    own recorded parent disambiguates those.
+    A development zone (丽水经开区) is not in the table: it is built from its host's name.
     """
-    out: list[str] = []
-    parent = _parents().get(name)
-    while parent and parent not in out:
-        out.append(parent)
-        parent = _parents().get(parent)
-    return tuple(out)
+    if name == NATIONAL.name:
+        return NATIONAL
+    found = _by_surface().get(name, [])
+    exact = [p for p in found if p.name == name] or found
+    if parent:
+        exact = [p for p in exact if parent in {p.parent, p.province}] or exact
+    if exact:
+        return min(exact, key=lambda p: LEVELS.index(p.level))
+    for kind, short in ZONE_KINDS.items():
+        if name.endswith(kind) and len(name) > len(kind):
+            host = lookup(name[: -len(kind)])
+            if host is not None and host.level in {"city", "county"}:
+                zone = host.short + short
+                return Place(zone, zone, "zone", host.name, host.province)
+    return None
+
+
+def ancestors(name: str, parent: str | None = None) -> list[str]:
+    """The chain of divisions above a place, nearest first: 莲都区 -> [丽水市, 浙江省]."""
+    place = lookup(name, parent)
+    chain: list[str] = []
+    while place is not None and place.parent and place.parent not in chain:
+        chain.append(place.parent)
+        place = lookup(place.parent, place.province if place.parent != place.province else None)
+    return chain

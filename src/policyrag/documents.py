@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from . import cleaning, metadata
-from .readers import ReadError, discover, read_file
+from .readers import ReadError, discover, read_source
 from .script import detect_script
 
 
@@ -62,7 +62,17 @@ def make_document(path: Path, raw: str, doc_id: str | None = None,
             setattr(doc, key, str(value))
         else:
             doc.extra[key] = value
+    if "date" in fm or "date" in (overrides or {}):
+        doc.date_inferred = False  # stated, not guessed from the text
     return doc
+
+
+def read_document(path: Path, doc_id: str | None = None,
+                  overrides: dict[str, object] | None = None) -> Document:
+    """The report in `path`, whatever its format. Metadata the format states (a web page's
+    title and date) beats what is guessed from the text; the sidecar's `overrides` beat both."""
+    source = read_source(path)
+    return make_document(path, source.text, doc_id, {**source.meta, **(overrides or {})})
 
 
 def load_documents(paths: Iterable[Path]) -> tuple[list[Document], list[ReadError]]:
@@ -77,7 +87,7 @@ def load_documents(paths: Iterable[Path]) -> tuple[list[Document], list[ReadErro
                 sidecars[path.parent] = metadata.read_sidecar(path.parent)
             doc_id = _unique_id(path, seen_ids)
             overrides = sidecars[path.parent].get(path.name, {})
-            doc = make_document(path, read_file(path), doc_id, overrides)
+            doc = read_document(path, doc_id, overrides)
         except ReadError as exc:
             errors.append(exc)
             continue

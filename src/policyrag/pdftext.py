@@ -1,0 +1,177 @@
+"""Text PDFs to report text: lines in reading order, running heads and page numbers dropped,
+lines that only wrap joined back into their paragraph.
+
+pdfminer.six gives every text line with its position on the page, which is what telling a
+wrap from a paragraph end, and a running head from the body, needs; it also ships the CMaps
+that map the CJK fonts of Chinese PDFs (Adobe-GB1, -CNS1) back to Unicode.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cleaning import CJK
+
+# Page furniture: "- 3 -", "— 3 —", "第3页", "第 3 页 共 12 页", "3/12", "Page 3 of 12", "3".
+PAGE_NUMBER = re.compile(
+    r"^[-—–―\s]*(?:\d+|[ivxlc]+)[-—–―\s]*$"
+    r"|^第\s*\d+\s*页(?:\s*[,，/]?\s*共\s*\d+\s*页)?$"
+    r"|^(?:共\s*\d+\s*页\s*)?第\s*\d+\s*页$"
+    r"|^\d+\s*/\s*\d+$"
+    r"|^page\s*\d+(?:\s*(?:of|/)\s*\d+)?$",
+    re.I,
+)
+EDGE_LINES = 2  # lines from the top and from the bottom of a page that may be furniture
+RUNNING_MAX_CHARS = 40  # running heads and feet are short; a body line is rarely repeated
+RUNNING_SHARE = 0.5  # ... and they recur on at least this share of the pages
+# A wrapped line ends within this many character widths of the right margin; a paragraph's
+# first line starts at least this far right of the left margin (the usual two-character indent).
+WRAP_SLACK = 1.5
+INDENT_MIN = 0.8
+# Glyphs of fonts without a Unicode map come out as "(cid:123)": such a text layer is unusable.
+CID_GLYPH = re.compile(r"\(cid:\d+\)")
+_ASCII_WORD = re.compile(r"[A-Za-z0-9]")
+_WIDE = re.compile(rf"[{CJK}\u3000-\u303f\uff00-\uffef“”‘’—…]")
+
+
+class PdfTextError(ValueError):
+    """The PDF has no usable text layer; the message says why."""
+
+
+@dataclass
+class Line:
+    text: str
+    x0: float
+    x1: float
+    top: float  # distance from the page's top edge, so sorting reads downwards
+    char_w: float
+
+
+@dataclass
+class Page:
+    lines: list[Line]
+    has_images: bool
+
+    @property
+    def left(self) -> float:
+        return min(line.x0 for line in self.lines)
+
+    @property
+    def right(self) -> float:
+        return max(line.x1 for line in self.lines)
+
+
+def pdf_text(path: Path) -> str:
+    pages = _read_pages(path)
+    if not any(p.lines for p in pages):
+        images = sum(p.has_images for p in pages)
+        raise PdfTextError(f"has no text layer (scanned?): {len(pages)} page(s), {images} with "
+                           "images only; run OCR on it first, or give the report as text")
+    _drop_furniture(pages)
+    return _join_lines(pages)
+
+
+def _read_pages(path: Path) -> list[Page]:
+    from pdfminer.high_level import extract_pages
+    from pdfminer.layout import LAParams, LTFigure, LTImage, LTTextContainer, LTTextLine
+    from pdfminer.pdfdocument import PDFEncryptionError, PDFPasswordIncorrect
+    from pdfminer.pdfparser import PDFSyntaxError
+    from pdfminer.psexceptions import PSException
+
+    def lines_of(box) -> list[LTTextLine]:
+        return [x for x in box if isinstance(x, LTTextLine)] if not isinstance(box, LTTextLine) \
+            else [box]
+
+    def has_image(item) -> bool:
+        return isinstance(item, LTImage) or (isinstance(item, LTFigure)
+                                             and any(has_image(x) for x in item))
+
+    pages: list[Page] = []
+    cid_glyphs = chars = 0
+    try:
+        for layout in extract_pages(str(path), laparams=LAParams()):
+            lines: list[Line] = []
+            images = False
+            for item in layout:
+                images = images or has_image(item)
+                if not isinstance(item, LTTextContainer):
+                    continue
+                for tl in lines_of(item):
+                    text = tl.get_text().strip()
+                    cid_glyphs += len(CID_GLYPH.findall(text))
+                    chars += len(text)
+                    if not text:
+                        continue
+                    lines.append(Line(text, tl.x0, tl.x1, layout.height - tl.y1,
+                                      max(tl.height, 1.0)))
+            pages.append(Page(lines, images))
+    except (PDFPasswordIncorrect, PDFEncryptionError) as exc:
+        raise PdfTextError(f"is password-protected or encrypted ({exc.__class__.__name__}); "
+                           "save an unprotected copy") from None
+    except (PDFSyntaxError, PSException) as exc:
+        raise PdfTextError(f"is not a readable PDF ({exc})") from None
+    if cid_glyphs and cid_glyphs * 8 > chars:  # a "(cid:N)" is about 8 characters
+        raise PdfTextError("its fonts carry no Unicode map, so its text layer reads as "
+                           "(cid:N) codes; export it again with fonts embedded, or OCR it")
+    return pages
+
+
+def _key(text: str) -> str:
+    return re.sub(r"\d+", "#", re.sub(r"\s+", "", text))
+
+
+def _drop_furniture(pages: list[Page]) -> None:
+    """Remove page numbers and running heads/feet: short lines at a page's top or bottom edge
+    that recur at the same height, with only their digits changing, on most pages."""
+    for page in pages:
+        page.lines.sort(key=lambda line: line.top)  # pdfminer's flow order may put feet first
+    edges = [page.lines[:EDGE_LINES] + page.lines[-EDGE_LINES:] for page in pages]
+    tops: dict[str, list[float]] = defaultdict(list)
+    for edge in edges:
+        for line in {id(x): x for x in edge}.values():
+            if len(line.text) <= RUNNING_MAX_CHARS:
+                tops[_key(line.text)].append(line.top)
+    needed = max(2, math.ceil(RUNNING_SHARE * len(pages)))
+
+    def running(line: Line) -> bool:
+        if len(line.text) > RUNNING_MAX_CHARS:
+            return False
+        at = tops[_key(line.text)]
+        # Body text that happens to repeat lands at other heights; furniture does not move.
+        return sum(abs(t - line.top) <= line.char_w for t in at) >= needed
+
+    for page, edge in zip(pages, edges, strict=True):
+        drop = {id(line) for line in edge
+                if PAGE_NUMBER.match(line.text) or running(line)}
+        page.lines = [line for line in page.lines if id(line) not in drop]
+
+
+def _join_lines(pages: list[Page]) -> str:
+    """One line per paragraph: a line that runs to the right margin and is followed by one
+    that is not indented is a wrap, and is joined without a break (no space between CJK)."""
+    out: list[str] = []
+    prev: Line | None = None
+    prev_right = 0.0
+    for page in (p for p in pages if p.lines):
+        left, right = page.left, page.right
+        for line in page.lines:
+            indented = line.x0 - left >= INDENT_MIN * line.char_w
+            if prev is not None and not indented \
+                    and prev_right - prev.x1 <= WRAP_SLACK * prev.char_w:
+                out[-1] += _glue(out[-1], line.text) + line.text
+            else:
+                out.append(line.text)
+            prev, prev_right = line, right
+    return "\n".join(out) + "\n"
+
+
+def _glue(before: str, after: str) -> str:
+    """Nothing between wide (CJK) text; a space only where two Latin words or numbers meet."""
+    a, b = before[-1:], after[:1]
+    if _WIDE.match(a) or _WIDE.match(b) or before.endswith("-"):
+        return ""
+    return " " if _ASCII_WORD.match(a) and _ASCII_WORD.match(b) else ""

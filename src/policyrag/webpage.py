@@ -1,0 +1,43 @@
+"""Saved web pages to report text: the article, without the site's menus, footers, share
+buttons and lists of related articles, plus the title and date the page states.
+
+trafilatura finds the main content (and, through htmldate, the publication date) of pages
+from sites it has never seen; a government portal's template is different on every site.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+
+
+@dataclass
+class Page:
+    text: str
+    title: str | None = None
+    date: str | None = None  # YYYY-MM-DD
+
+
+def extract_page(markup: str) -> Page:
+    """The article with its title as the first line; the tag-stripped page if no article is
+    found (a short or unusual page), so no report is lost."""
+    import trafilatura
+
+    found = trafilatura.bare_extraction(markup, include_comments=False, include_tables=True,
+                                        with_metadata=True)
+    body = (found.text or "").strip() if found else ""
+    if not body:
+        return Page(strip_tags(markup))
+    title = (found.title or "").strip() or None
+    # The title leads the text, where metadata.extract_title looks for it and a reader sees it.
+    if title and not body.startswith(title):
+        body = f"{title}\n{body}"
+    return Page(body + "\n", title, found.date or None)
+
+
+def strip_tags(markup: str) -> str:
+    """The fallback: every piece of text on the page, tags removed, blocks on their own lines."""
+    markup = re.sub(r"(?is)<(script|style)\b.*?</\1>|<!--.*?-->", "", markup)
+    markup = re.sub(r"(?i)<br\s*/?>|</p>|</div>|</h\d>|</li>|</tr>", "\n", markup)
+    return html.unescape(re.sub(r"<[^>]+>", "", markup))

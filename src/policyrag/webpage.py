@@ -29,11 +29,19 @@ def extract_page(markup: str) -> Page:
     body = (found.text or "").strip() if found else ""
     if not body:
         return Page(strip_tags(markup))
-    title = (found.title or "").strip() or None
+    title = _headline(found.title or "")
     # The title leads the text, where metadata.extract_title looks for it and a reader sees it.
     if title and not body.startswith(title):
         body = f"{title}\n{body}"
     return Page(body + "\n", title, found.date or None)
+
+
+def _headline(title: str) -> str | None:
+    """The page title without the site's name: Chinese portals write "标题_莲都区人民政府",
+    a separator trafilatura does not split on (no headline contains "_")."""
+    title = title.strip()
+    head = title.split("_", 1)[0].strip()
+    return (head if len(head) >= 4 else title) or None
 
 
 def strip_tags(markup: str) -> str:

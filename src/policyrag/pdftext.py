@@ -32,6 +32,11 @@ RUNNING_SHARE = 0.5  # ... and they recur on at least this share of the pages
 # first line starts at least this far right of the left margin (the usual two-character indent).
 WRAP_SLACK = 1.5
 INDENT_MIN = 0.8
+# Lines further apart than this many times the page's usual line pitch are separate paragraphs
+# (documents set off by spacing rather than indents).
+PARAGRAPH_GAP = 1.4
+# Pieces whose tops differ by less than this share of a character height sit on one line.
+SAME_ROW = 0.5
 # Glyphs of fonts without a Unicode map come out as "(cid:123)": such a text layer is unusable.
 CID_GLYPH = re.compile(r"\(cid:\d+\)")
 _ASCII_WORD = re.compile(r"[A-Za-z0-9]")
@@ -108,7 +113,7 @@ def _read_pages(path: Path) -> list[Page]:
                         continue
                     lines.append(Line(text, tl.x0, tl.x1, layout.height - tl.y1,
                                       max(tl.height, 1.0)))
-            pages.append(Page(lines, images))
+            pages.append(Page(_rows(lines), images))
     except (PDFPasswordIncorrect, PDFEncryptionError) as exc:
         raise PdfTextError(f"is password-protected or encrypted ({exc.__class__.__name__}); "
                            "save an unprotected copy") from None
@@ -120,6 +125,28 @@ def _read_pages(path: Path) -> list[Page]:
     return pages
 
 
+def _rows(pieces: list[Line]) -> list[Line]:
+    """Pieces of text on one baseline (a numbering and its heading, cells of a row, the
+    halves of a widely spaced line) become one line, left to right; lines go top to bottom."""
+    rows: list[list[Line]] = []
+    for piece in sorted(pieces, key=lambda p: p.top):
+        if rows and abs(piece.top - rows[-1][0].top) <= SAME_ROW * min(piece.char_w,
+                                                                        rows[-1][0].char_w):
+            rows[-1].append(piece)
+        else:
+            rows.append([piece])
+    merged = []
+    for row in rows:
+        row.sort(key=lambda p: p.x0)
+        text = row[0].text
+        for before, piece in zip(row, row[1:], strict=False):
+            wide_gap = piece.x0 - before.x1 >= 0.5 * piece.char_w
+            text += (" " if wide_gap else _glue(text, piece.text)) + piece.text
+        merged.append(Line(text, row[0].x0, max(p.x1 for p in row), min(p.top for p in row),
+                           max(p.char_w for p in row)))
+    return merged
+
+
 def _key(text: str) -> str:
     return re.sub(r"\d+", "#", re.sub(r"\s+", "", text))
 
@@ -127,8 +154,6 @@ def _key(text: str) -> str:
 def _drop_furniture(pages: list[Page]) -> None:
     """Remove page numbers and running heads/feet: short lines at a page's top or bottom edge
     that recur at the same height, with only their digits changing, on most pages."""
-    for page in pages:
-        page.lines.sort(key=lambda line: line.top)  # pdfminer's flow order may put feet first
     edges = [page.lines[:EDGE_LINES] + page.lines[-EDGE_LINES:] for page in pages]
     tops: dict[str, list[float]] = defaultdict(list)
     for edge in edges:
@@ -151,22 +176,30 @@ def _drop_furniture(pages: list[Page]) -> None:
 
 
 def _join_lines(pages: list[Page]) -> str:
-    """One line per paragraph: a line that runs to the right margin and is followed by one
-    that is not indented is a wrap, and is joined without a break (no space between CJK)."""
+    """One line per paragraph: a line that runs to the right margin, followed by one that is
+    neither indented nor set off by extra space, is a wrap, and is joined without a break
+    (and with no space between Chinese characters); also across a page break."""
     out: list[str] = []
     prev: Line | None = None
     prev_right = 0.0
     for page in (p for p in pages if p.lines):
-        left, right = page.left, page.right
-        for line in page.lines:
+        left, right, pitch = page.left, page.right, _pitch(page.lines)
+        for i, line in enumerate(page.lines):
             indented = line.x0 - left >= INDENT_MIN * line.char_w
-            if prev is not None and not indented \
+            spaced = i > 0 and line.top - page.lines[i - 1].top > PARAGRAPH_GAP * pitch
+            if prev is not None and not indented and not spaced \
                     and prev_right - prev.x1 <= WRAP_SLACK * prev.char_w:
                 out[-1] += _glue(out[-1], line.text) + line.text
             else:
                 out.append(line.text)
             prev, prev_right = line, right
     return "\n".join(out) + "\n"
+
+
+def _pitch(lines: list[Line]) -> float:
+    """The usual distance from one line to the next on a page (infinite with one line)."""
+    steps = sorted(b.top - a.top for a, b in zip(lines, lines[1:], strict=False))
+    return steps[len(steps) // 2] if steps else math.inf
 
 
 def _glue(before: str, after: str) -> str:

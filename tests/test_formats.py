@@ -111,12 +111,16 @@ HTML_FURNITURE = ["政务公开", "互动交流", "当前位置", "分享到", "
                   "网站标识码", "浏览次数"]
 
 
-def saved_page(body: list[str] = HTML_BODY) -> str:
+PUB_META = '<meta name="PubDate" content="2024-03-15 09:30">'
+PUB_LINE = "发布日期：2024-03-15"
+
+
+def saved_page(body: list[str] = HTML_BODY, meta: str = PUB_META, dateline: str = PUB_LINE) -> str:
     paragraphs = "\n".join(f"<p>{p.replace(',', '，')}</p>" for p in body)
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8">
 <title>{HTML_TITLE}_莲都区人民政府</title>
-<meta name="PubDate" content="2024-03-15 09:30">
+{meta}
 </head><body>
 <div class="header"><ul class="nav"><li><a href="/">首页</a></li>
 <li><a href="/zwgk">政务公开</a></li><li><a href="/zwfw">政务服务</a></li>
@@ -124,7 +128,7 @@ def saved_page(body: list[str] = HTML_BODY) -> str:
 <div class="position">当前位置：<a href="/">首页</a> &gt; <a href="/zwgk">政务公开</a></div>
 <div class="article">
 <h1>{HTML_TITLE}</h1>
-<div class="info">发布日期：2024-03-15 来源：莲都区融媒体中心 浏览次数：1024</div>
+<div class="info">{dateline} 来源：莲都区融媒体中心 浏览次数：1024</div>
 <div class="content">
 {paragraphs}
 </div>
@@ -207,6 +211,18 @@ def test_saved_page_keeps_the_article_title_and_date_only(tmp_path):
     assert doc.text.splitlines() == [HTML_TITLE, *HTML_BODY]
     for noise in HTML_FURNITURE:
         assert noise not in doc.text, noise
+
+
+@pytest.mark.parametrize(("meta", "dateline", "date"), [
+    ("", PUB_LINE, "2024-03-15"),
+    ("", "发布时间：2024年3月5日", "2024-03-05"),
+    # No date on the page: the report's own "3月14日", not a made-up 2024-01-01.
+    ("", "", "--03-14"),
+])
+def test_saved_page_date_as_the_portal_states_it(tmp_path, meta, dateline, date):
+    path = tmp_path / "article.html"
+    path.write_text(saved_page(meta=meta, dateline=dateline), "utf-8")
+    assert read_document(path).date == date
 
 
 def test_gbk_page_and_sidecar_beats_what_the_page_says(tmp_path):

@@ -11,6 +11,13 @@ import html
 import re
 from dataclasses import dataclass
 
+# Only dates the page states (meta tags, markup, "发布日期: 2024-03-15"): htmldate's extensive
+# search turns a bare "2024年03月15日" into 2024-01-01, worse than no date.
+DATE_PARAMS = {"extensive_search": False, "original_date": True}
+# How Chinese portals label an article's date, which htmldate does not read.
+LABELLED_DATE = re.compile(r"(?:发布|发表|发文|成文|印发)(?:日期|时间)\s*[:：]\s*"
+                           r"((?:19|20)\d{2})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})")
+
 
 @dataclass
 class Page:
@@ -25,7 +32,7 @@ def extract_page(markup: str) -> Page:
     import trafilatura
 
     found = trafilatura.bare_extraction(markup, include_comments=False, include_tables=True,
-                                        with_metadata=True)
+                                        with_metadata=True, date_extraction_params=DATE_PARAMS)
     body = (found.text or "").strip() if found else ""
     if not body:
         return Page(strip_tags(markup))
@@ -33,7 +40,12 @@ def extract_page(markup: str) -> Page:
     # The title leads the text, where metadata.extract_title looks for it and a reader sees it.
     if title and not body.startswith(title):
         body = f"{title}\n{body}"
-    return Page(body + "\n", title, found.date or None)
+    return Page(body + "\n", title, found.date or labelled_date(markup))
+
+
+def labelled_date(markup: str) -> str | None:
+    m = LABELLED_DATE.search(strip_tags(markup))
+    return f"{m[1]}-{int(m[2]):02d}-{int(m[3]):02d}" if m else None
 
 
 def _headline(title: str) -> str | None:

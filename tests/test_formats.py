@@ -156,11 +156,19 @@ def test_docx_paragraphs_and_tables_in_document_order(tmp_path):
     assert "地区生产总值 | 1964亿元 | 7.2%" in doc.text
 
 
-def test_a_broken_docx_is_named_and_skipped(tmp_path):
-    path = tmp_path / "broken.docx"
-    path.write_bytes(b"PK\x03\x04 not really a zip")
-    with pytest.raises(ReadError, match=r"broken\.docx: is not a readable \.docx file"):
-        read_file(path)
+def test_broken_word_and_pdf_files_are_named_and_skipped(tmp_path):
+    (tmp_path / "broken.docx").write_bytes(b"PK\x03\x04 not really a zip")
+    make_pdf(tmp_path / "whole.pdf", "- {n} -")
+    data = (tmp_path / "whole.pdf").read_bytes()
+    (tmp_path / "cut.pdf").write_bytes(data[:len(data) // 3])  # an interrupted download
+    (tmp_path / "whole.pdf").unlink()
+    docs, errors = load_documents([tmp_path])
+    assert not docs
+    assert sorted(str(e) for e in errors) == [
+        f"{tmp_path / 'broken.docx'}: is not a readable .docx file (not a ZIP package); "
+        "an old .doc must be saved as .docx first",
+        f"{tmp_path / 'cut.pdf'}: is not a readable PDF (Unexpected EOF)",
+    ]
 
 
 # ---- PDF -------------------------------------------------------------------------------------

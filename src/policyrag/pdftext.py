@@ -119,6 +119,11 @@ def _read_pages(path: Path) -> list[Page]:
                            "save an unprotected copy") from None
     except (PDFSyntaxError, PSException) as exc:
         raise PdfTextError(f"is not a readable PDF ({exc})") from None
+    except (KeyError, TypeError, AttributeError, IndexError, AssertionError, ValueError,
+            OverflowError) as exc:
+        # What pdfminer raises from deep inside on damaged files; one such file must not stop
+        # the reading of all the others.
+        raise PdfTextError(f"is a damaged PDF ({exc.__class__.__name__}: {exc})") from None
     if cid_glyphs and cid_glyphs * 8 > chars:  # a "(cid:N)" is about 8 characters
         raise PdfTextError("its fonts carry no Unicode map, so its text layer reads as "
                            "(cid:N) codes; export it again with fonts embedded, or OCR it")

@@ -55,6 +55,15 @@ class KeptStoredText(Notice):
         self.doc_id = doc_id
 
 
+@dataclass
+class Source:
+    """What a reader got from a file: the text, and metadata the format itself states (a web
+    page's title and date), which the report's sidecar may still override."""
+
+    text: str
+    meta: dict[str, str] = field(default_factory=dict)
+
+
 def decode_bytes(data: bytes, path: Path) -> str:
     for magic, what in MAGIC.items():
         if data.startswith(magic):
@@ -135,9 +144,11 @@ def read_docx(path: Path) -> str:
 
     try:
         document = docx.Document(str(path))
-    except (PackageNotFoundError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise ReadError(path, f"is not a readable .docx file ({exc}); an old .doc must be "
-                              "saved as .docx first") from None
+    except (PackageNotFoundError, zipfile.BadZipFile):
+        raise ReadError(path, "is not a readable .docx file (not a ZIP package); an old .doc "
+                              "must be saved as .docx first") from None
+    except (KeyError, ValueError) as exc:  # a ZIP without the parts of a Word document
+        raise ReadError(path, f"is not a readable .docx file ({exc})") from None
     return "\n".join(_block_text(block) for block in document.iter_inner_content()) + "\n"
 
 
@@ -166,15 +177,6 @@ def read_pdf(path: Path) -> str:
         return pdf_text(path)
     except PdfTextError as exc:
         raise ReadError(path, str(exc)) from None
-
-
-@dataclass
-class Source:
-    """What a reader got from a file: the text, and metadata the format itself states (a web
-    page's title and date), which the report's sidecar may still override."""
-
-    text: str
-    meta: dict[str, str] = field(default_factory=dict)
 
 
 # Readers by suffix: the hook for new formats.

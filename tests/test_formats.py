@@ -82,17 +82,20 @@ def make_pdf(path: Path, footer: str) -> None:
                                                     onLaterPages=furniture)
 
 
-def make_scanned_pdf(path: Path) -> None:
-    """Pages that are only pictures of text, as a scanner makes them: no text layer at all."""
+def make_scanned_pdf(path: Path, page_numbers: bool = False) -> None:
+    """Pages that are only pictures of text, as a scanner makes them: no text layer, except
+    perhaps the page numbers a copier stamps on."""
     from PIL import Image
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.utils import ImageReader
     from reportlab.pdfgen import canvas
 
     c = canvas.Canvas(str(path), pagesize=A4)
-    for shade in (200, 120):
+    for n, shade in enumerate((200, 120), start=1):
         c.drawImage(ImageReader(Image.new("L", (200, 280), shade)), 50, 80, 495, 690)
         c.rect(40, 70, 515, 710)
+        if page_numbers:
+            c.drawCentredString(A4[0] / 2, 36, f"- {n} -")
         c.showPage()
     c.save()
 
@@ -199,12 +202,14 @@ def test_scanned_pdf_is_skipped_with_the_reason(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
     make_scanned_pdf(folder / "scan.pdf")
+    make_scanned_pdf(folder / "numbered_scan.pdf", page_numbers=True)
     (folder / "typed.txt").write_text(report("龙泉青瓷小镇"), "utf-8")
     with pytest.raises(ReadError, match=r"scan\.pdf: has no text layer \(scanned\?\)"):
         read_file(folder / "scan.pdf")
     docs, errors = load_documents([folder])
     assert [d.doc_id for d in docs] == ["typed"]  # never indexed as an empty report
-    assert len(errors) == 1 and "no text layer (scanned?)" in str(errors[0])
+    assert sorted(e.path.name for e in errors) == ["numbered_scan.pdf", "scan.pdf"]
+    assert all("no text layer (scanned?)" in str(e) for e in errors)
 
 
 # ---- web pages -------------------------------------------------------------------------------

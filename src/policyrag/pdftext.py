@@ -72,11 +72,14 @@ class Page:
 
 def pdf_text(path: Path) -> str:
     pages = _read_pages(path)
-    if not any(p.lines for p in pages):
-        images = sum(p.has_images for p in pages)
-        raise PdfTextError(f"has no text layer (scanned?): {len(pages)} page(s), {images} with "
-                           "images only; run OCR on it first, or give the report as text")
+    had_text = any(p.lines for p in pages)
     _drop_furniture(pages)
+    if not any(p.lines for p in pages):
+        # A scan's only text may be the page numbers stamped on it.
+        detail = ("its only text is page numbers and running heads" if had_text else
+                  f"{len(pages)} page(s), {sum(p.has_images for p in pages)} with images only")
+        raise PdfTextError(f"has no text layer (scanned?): {detail}; run OCR on it first, or "
+                           "give the report as text")
     return _join_lines(pages)
 
 
@@ -109,6 +112,7 @@ def _read_pages(path: Path) -> list[Page]:
                     text = tl.get_text().strip()
                     cid_glyphs += len(CID_GLYPH.findall(text))
                     chars += len(text)
+                    text = CID_GLYPH.sub("", text).strip()  # a stray unmapped glyph or two
                     if not text:
                         continue
                     lines.append(Line(text, tl.x0, tl.x1, layout.height - tl.y1,

@@ -82,6 +82,46 @@ def make_pdf(path: Path, footer: str) -> None:
                                                     onLaterPages=furniture)
 
 
+def make_two_column_pdf(path: Path) -> None:
+    """A newspaper-style page: the headline across the top, the text in two columns."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.platypus import (
+        BaseDocTemplate,
+        Frame,
+        FrameBreak,
+        NextPageTemplate,
+        PageTemplate,
+        Paragraph,
+    )
+
+    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
+    body = ParagraphStyle("body", fontName="STSong-Light", fontSize=11, leading=17,
+                          firstLineIndent=22, wordWrap="CJK")
+    title = ParagraphStyle("title", parent=body, fontSize=20, leading=30, firstLineIndent=0,
+                           alignment=1)
+    w, h, margin, gutter = *A4, 50, 20
+    col = (w - 2 * margin - gutter) / 2
+
+    def columns(top: float) -> list[Frame]:
+        return [Frame(x, margin + 20, col, top - margin - 20)
+                for x in (margin, margin + col + gutter)]
+
+    def furniture(canvas, doc) -> None:
+        canvas.setFont("STSong-Light", 9)
+        canvas.drawCentredString(w / 2, h - 30, "丽水日报")
+        canvas.drawCentredString(w / 2, 30, f"- {doc.page} -")
+
+    first = PageTemplate("first", [Frame(margin, h - margin - 50, w - 2 * margin, 50),
+                                   *columns(h - margin - 60)], onPage=furniture)
+    later = PageTemplate("later", columns(h - margin), onPage=furniture)
+    story = [Paragraph(PDF_TITLE, title), NextPageTemplate("later"), FrameBreak()]
+    story += [Paragraph(p, body) for p in PDF_PARAGRAPHS * 2]
+    BaseDocTemplate(str(path), pagesize=A4, pageTemplates=[first, later]).build(story)
+
+
 def make_scanned_pdf(path: Path, page_numbers: bool = False) -> None:
     """Pages that are only pictures of text, as a scanner makes them: no text layer, except
     perhaps the page numbers a copier stamps on."""
@@ -196,6 +236,12 @@ def test_text_pdf_without_running_heads_page_numbers_or_broken_lines(tmp_path, f
     doc = read_document(path)
     assert doc.title == PDF_TITLE
     assert doc.text.splitlines() == lines  # cleaning leaves the joined text as it is
+
+
+def test_two_columns_are_read_one_after_the_other(tmp_path):
+    path = tmp_path / "paper.pdf"
+    make_two_column_pdf(path)
+    assert read_file(path).splitlines() == [PDF_TITLE, *PDF_PARAGRAPHS * 2]
 
 
 def test_scanned_pdf_is_skipped_with_the_reason(tmp_path):

@@ -25,7 +25,7 @@ PAGE_NUMBER = re.compile(
     r"|^page\s*\d+(?:\s*(?:of|/)\s*\d+)?$",
     re.I,
 )
-EDGE_LINES = 2  # lines from the top and from the bottom of a page that may be furniture
+EDGE_LINES = 3  # lines from the top and from the bottom of a page that may be furniture
 RUNNING_MAX_CHARS = 40  # running heads and feet are short; a body line is rarely repeated
 RUNNING_SHARE = 0.5  # ... and they recur on at least this share of the pages
 # A wrapped line ends within this many character widths of the right margin; a paragraph's
@@ -37,6 +37,10 @@ INDENT_MIN = 0.8
 PARAGRAPH_GAP = 1.4
 # Pieces whose tops differ by less than this share of a character height sit on one line.
 SAME_ROW = 0.5
+# A gap this many characters wide that no line crosses, with this many lines on each side,
+# parts two columns.
+GUTTER = 1.0
+COLUMN_MIN_LINES = 3
 # Glyphs of fonts without a Unicode map come out as "(cid:123)": such a text layer is unusable.
 CID_GLYPH = re.compile(r"\(cid:\d+\)")
 _ASCII_WORD = re.compile(r"[A-Za-z0-9]")
@@ -54,26 +58,24 @@ class Line:
     x1: float
     top: float  # distance from the page's top edge, so sorting reads downwards
     char_w: float
+    # The column the line is set in: a wrap runs to its right edge, an indent starts right of
+    # its left edge.
+    left: float = 0.0
+    right: float = 0.0
 
 
 @dataclass
 class Page:
-    lines: list[Line]
+    lines: list[Line]  # as pdfminer found them; in reading order once laid out
     has_images: bool
-
-    @property
-    def left(self) -> float:
-        return min(line.x0 for line in self.lines)
-
-    @property
-    def right(self) -> float:
-        return max(line.x1 for line in self.lines)
 
 
 def pdf_text(path: Path) -> str:
     pages = _read_pages(path)
     had_text = any(p.lines for p in pages)
-    _drop_furniture(pages)
+    _drop_furniture(pages)  # first, or a page number beside the text would widen its column
+    for page in pages:
+        page.lines = _reading_order(page.lines)
     if not any(p.lines for p in pages):
         # A scan's only text may be the page numbers stamped on it.
         detail = ("its only text is page numbers and running heads" if had_text else
@@ -117,7 +119,7 @@ def _read_pages(path: Path) -> list[Page]:
                         continue
                     lines.append(Line(text, tl.x0, tl.x1, layout.height - tl.y1,
                                       max(tl.height, 1.0)))
-            pages.append(Page(_rows(lines), images))
+            pages.append(Page(lines, images))
     except (PDFPasswordIncorrect, PDFEncryptionError) as exc:
         raise PdfTextError(f"is password-protected or encrypted ({exc.__class__.__name__}); "
                            "save an unprotected copy") from None
@@ -134,9 +136,66 @@ def _read_pages(path: Path) -> list[Page]:
     return pages
 
 
+def _reading_order(pieces: list[Line]) -> list[Line]:
+    """A page's lines in reading order, by recursive XY-cut: split at a gutter between columns
+    where there is one, else at the widest gap between bands of lines, down to single lines.
+    A column ends before the next begins, as a person reads a two-column page."""
+    out: list[Line] = []
+    if pieces:
+        _cut(pieces, min(p.x0 for p in pieces), max(p.x1 for p in pieces), out)
+    return out
+
+
+def _cut(pieces: list[Line], left: float, right: float, out: list[Line]) -> None:
+    columns = _columns(pieces)
+    if len(columns) > 1:
+        for col in columns:
+            _cut(col, min(p.x0 for p in col), max(p.x1 for p in col), out)
+        return
+    bands = _bands(pieces)
+    if len(bands) > 1:
+        for band in bands:
+            _cut(band, left, right, out)
+        return
+    for row in _rows(pieces):
+        row.left, row.right = left, right
+        out.append(row)
+
+
+def _columns(pieces: list[Line]) -> list[list[Line]]:
+    """Split at vertical gutters that no line crosses, if each side has several lines (a
+    numbering and its heading on one line are not two columns)."""
+    groups: list[list[Line]] = []
+    reach = -math.inf
+    for piece in sorted(pieces, key=lambda p: p.x0):
+        if piece.x0 - reach >= GUTTER * piece.char_w:
+            groups.append([])
+        groups[-1].append(piece)
+        reach = max(reach, piece.x1)
+    if len(groups) > 1 and all(len(_rows(g)) >= COLUMN_MIN_LINES for g in groups):
+        return groups
+    return [pieces]
+
+
+def _bands(pieces: list[Line]) -> list[list[Line]]:
+    """Split at the widest horizontal gap(s) that no line crosses."""
+    ordered = sorted(pieces, key=lambda p: p.top)
+    gaps: list[tuple[float, int]] = []
+    reach = -math.inf
+    for i, piece in enumerate(ordered):
+        if i and piece.top > reach:
+            gaps.append((piece.top - reach, i))
+        reach = max(reach, piece.top + piece.char_w)
+    if not gaps:
+        return [pieces]
+    widest = max(g for g, _ in gaps)
+    cuts = [i for g, i in gaps if g >= widest - 0.5]  # equal gaps at once, to stay shallow
+    return [ordered[a:b] for a, b in zip([0, *cuts], [*cuts, len(ordered)], strict=True)]
+
+
 def _rows(pieces: list[Line]) -> list[Line]:
-    """Pieces of text on one baseline (a numbering and its heading, cells of a row, the
-    halves of a widely spaced line) become one line, left to right; lines go top to bottom."""
+    """Pieces of text on one baseline (a numbering and its heading, the halves of a widely
+    spaced line) become one line, left to right; lines go top to bottom."""
     rows: list[list[Line]] = []
     for piece in sorted(pieces, key=lambda p: p.top):
         if rows and abs(piece.top - rows[-1][0].top) <= SAME_ROW * min(piece.char_w,
@@ -163,7 +222,8 @@ def _key(text: str) -> str:
 def _drop_furniture(pages: list[Page]) -> None:
     """Remove page numbers and running heads/feet: short lines at a page's top or bottom edge
     that recur at the same height, with only their digits changing, on most pages."""
-    edges = [page.lines[:EDGE_LINES] + page.lines[-EDGE_LINES:] for page in pages]
+    by_height = [sorted(page.lines, key=lambda line: line.top) for page in pages]
+    edges = [lines[:EDGE_LINES] + lines[-EDGE_LINES:] for lines in by_height]
     tops: dict[str, list[float]] = defaultdict(list)
     for edge in edges:
         for line in {id(x): x for x in edge}.values():
@@ -185,29 +245,31 @@ def _drop_furniture(pages: list[Page]) -> None:
 
 
 def _join_lines(pages: list[Page]) -> str:
-    """One line per paragraph: a line that runs to the right margin, followed by one that is
-    neither indented nor set off by extra space, is a wrap, and is joined without a break
-    (and with no space between Chinese characters); also across a page break."""
+    """One line per paragraph: a line that runs to its column's right edge, followed by one
+    that is neither indented nor set off by extra space, is a wrap, and is joined without a
+    break (and with no space between Chinese characters); also across columns and pages."""
     out: list[str] = []
     prev: Line | None = None
-    prev_right = 0.0
-    for page in (p for p in pages if p.lines):
-        left, right, pitch = page.left, page.right, _pitch(page.lines)
+    for page in pages:
+        pitch = _pitch(page.lines)
         for i, line in enumerate(page.lines):
-            indented = line.x0 - left >= INDENT_MIN * line.char_w
-            spaced = i > 0 and line.top - page.lines[i - 1].top > PARAGRAPH_GAP * pitch
+            above = page.lines[i - 1] if i else None
+            indented = line.x0 - line.left >= INDENT_MIN * line.char_w
+            spaced = above is not None and above.left == line.left \
+                and line.top - above.top > PARAGRAPH_GAP * pitch
             if prev is not None and not indented and not spaced \
-                    and prev_right - prev.x1 <= WRAP_SLACK * prev.char_w:
+                    and prev.right - prev.x1 <= WRAP_SLACK * prev.char_w:
                 out[-1] += _glue(out[-1], line.text) + line.text
             else:
                 out.append(line.text)
-            prev, prev_right = line, right
+            prev = line
     return "\n".join(out) + "\n"
 
 
 def _pitch(lines: list[Line]) -> float:
-    """The usual distance from one line to the next on a page (infinite with one line)."""
-    steps = sorted(b.top - a.top for a, b in zip(lines, lines[1:], strict=False))
+    """The usual distance from one line to the next in a column (infinite with one line)."""
+    steps = sorted(b.top - a.top for a, b in zip(lines, lines[1:], strict=False)
+                   if a.left == b.left and b.top > a.top)
     return steps[len(steps) // 2] if steps else math.inf
 
 

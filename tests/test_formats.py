@@ -122,6 +122,28 @@ def make_two_column_pdf(path: Path) -> None:
     BaseDocTemplate(str(path), pagesize=A4, pageTemplates=[first, later]).build(story)
 
 
+PDF_TABLE_LEAD = "全市主要经济指标如下表所示,总体保持平稳增长态势,质量效益稳步提升,高质量发展取得新成效。"
+
+
+def make_table_pdf(path: Path) -> None:
+    """A paragraph, a ruled table of figures with roomy columns, a paragraph."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
+    body = ParagraphStyle("body", fontName="STSong-Light", fontSize=12, leading=20,
+                          firstLineIndent=24, wordWrap="CJK")
+    table = Table(DOCX_TABLE, colWidths=[150, 100, 80],
+                  style=TableStyle([("FONTNAME", (0, 0), (-1, -1), "STSong-Light"),
+                                    ("GRID", (0, 0), (-1, -1), 0.5, "black")]))
+    SimpleDocTemplate(str(path), pagesize=A4).build(
+        [Paragraph(PDF_TABLE_LEAD, body), Spacer(1, 30), table, Spacer(1, 30),
+         Paragraph(DOCX_AFTER, body)])
+
+
 def make_scanned_pdf(path: Path, page_numbers: bool = False) -> None:
     """Pages that are only pictures of text, as a scanner makes them: no text layer, except
     perhaps the page numbers a copier stamps on."""
@@ -242,6 +264,13 @@ def test_two_columns_are_read_one_after_the_other(tmp_path):
     path = tmp_path / "paper.pdf"
     make_two_column_pdf(path)
     assert read_file(path).splitlines() == [PDF_TITLE, *PDF_PARAGRAPHS * 2]
+
+
+def test_pdf_table_is_read_row_by_row(tmp_path):
+    path = tmp_path / "figures.pdf"
+    make_table_pdf(path)
+    rows = [" ".join(row) for row in DOCX_TABLE]
+    assert read_file(path).splitlines() == [PDF_TABLE_LEAD, *rows, DOCX_AFTER]
 
 
 def test_scanned_pdf_is_skipped_with_the_reason(tmp_path):

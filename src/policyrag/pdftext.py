@@ -37,10 +37,11 @@ INDENT_MIN = 0.8
 PARAGRAPH_GAP = 1.4
 # Pieces whose tops differ by less than this share of a character height sit on one line.
 SAME_ROW = 0.5
-# A gap this many characters wide that no line crosses, with this many lines on each side,
-# parts two columns.
+# A gap this many characters wide that no line crosses parts two columns, if each side has
+# this many lines and is this many characters wide.
 GUTTER = 1.0
 COLUMN_MIN_LINES = 3
+COLUMN_MIN_CHARS = 8
 # Glyphs of fonts without a Unicode map come out as "(cid:123)": such a text layer is unusable.
 CID_GLYPH = re.compile(r"\(cid:\d+\)")
 _ASCII_WORD = re.compile(r"[A-Za-z0-9]")
@@ -163,8 +164,8 @@ def _cut(pieces: list[Line], left: float, right: float, out: list[Line]) -> None
 
 
 def _columns(pieces: list[Line]) -> list[list[Line]]:
-    """Split at vertical gutters that no line crosses, if each side has several lines (a
-    numbering and its heading on one line are not two columns)."""
+    """Split at vertical gutters that no line crosses, if each side is a column of text (not
+    a numbering beside its heading, nor the cells of a table)."""
     groups: list[list[Line]] = []
     reach = -math.inf
     for piece in sorted(pieces, key=lambda p: p.x0):
@@ -172,9 +173,16 @@ def _columns(pieces: list[Line]) -> list[list[Line]]:
             groups.append([])
         groups[-1].append(piece)
         reach = max(reach, piece.x1)
-    if len(groups) > 1 and all(len(_rows(g)) >= COLUMN_MIN_LINES for g in groups):
+    if len(groups) > 1 and all(_is_column(g) for g in groups):
         return groups
     return [pieces]
+
+
+def _is_column(pieces: list[Line]) -> bool:
+    """Several lines, and wide enough for text: a table's narrow cells are read row by row."""
+    width = max(p.x1 for p in pieces) - min(p.x0 for p in pieces)
+    char_w = sorted(p.char_w for p in pieces)[len(pieces) // 2]
+    return width >= COLUMN_MIN_CHARS * char_w and len(_rows(pieces)) >= COLUMN_MIN_LINES
 
 
 def _bands(pieces: list[Line]) -> list[list[Line]]:

@@ -8,6 +8,7 @@ that map the CJK fonts of Chinese PDFs (Adobe-GB1, -CNS1) back to Unicode.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections import defaultdict
@@ -91,7 +92,10 @@ def _read_pages(path: Path) -> list[Page]:
     from pdfminer.layout import LAParams, LTFigure, LTImage, LTTextContainer, LTTextLine
     from pdfminer.pdfdocument import PDFEncryptionError, PDFPasswordIncorrect
     from pdfminer.pdfparser import PDFSyntaxError
-    from pdfminer.psexceptions import PSException
+    from pdfminer.psparser import PSException
+
+    # Its warnings (a missing CropBox, an odd font) tell a user nothing they could act on.
+    logging.getLogger("pdfminer").setLevel(logging.ERROR)
 
     def lines_of(box) -> list[LTTextLine]:
         return [x for x in box if isinstance(x, LTTextLine)] if not isinstance(box, LTTextLine) \

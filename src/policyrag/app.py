@@ -31,14 +31,14 @@ from . import generate  # noqa: E402
 from .embedding import EmbedderError  # noqa: E402
 from .engine import Engine  # noqa: E402
 from .index import IndexError_  # noqa: E402
-from .readers import TEXT_SUFFIXES, Notice, ReadError  # noqa: E402
+from .readers import READERS, Notice, ReadError  # noqa: E402
 from .retrieval import Filters, Hit, QueryError  # noqa: E402
 from .store import IndexLocked  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 EXTRACTIVE, ABSTRACTIVE = "extractive", "abstractive"
-UPLOAD_SUFFIXES = sorted(TEXT_SUFFIXES & {".txt", ".md", ".markdown"})
+UPLOAD_SUFFIXES = sorted(READERS)  # every format `policyrag index add` reads
 UPLOADS_DIR = "uploads"  # inside the index folder; store.py only touches gen-*/tmp-* there
 DEFAULT_K = 5
 MAX_K = 20
@@ -418,7 +418,8 @@ def build_app(engine: Engine, *, rewriter: Any = None) -> gr.Blocks:
     def add_files(files, progress=gr.Progress()):  # noqa: B008 - how Gradio injects it
         paths = [Path(f if isinstance(f, str) else f.name) for f in (files or [])]
         if not paths:
-            return message("Choose one or more .txt or .md files to add."), None
+            return message("Choose one or more report files (.txt, .md, .html, .docx, .pdf) "
+                           "to add."), None
         bad = [p.name for p in paths if p.suffix.lower() not in UPLOAD_SUFFIXES]
         if bad:
             return message(f"Only {', '.join(UPLOAD_SUFFIXES)} files can be added; not: "
@@ -541,7 +542,8 @@ def build_app(engine: Engine, *, rewriter: Any = None) -> gr.Blocks:
                                                       "12%", "12%"])
                 with gr.Row(equal_height=False):
                     with gr.Column():
-                        upload = gr.File(label="Add reports (.txt, .md)", file_count="multiple",
+                        upload = gr.File(label="Add reports (.txt, .md, .html, .docx, .pdf)",
+                                         file_count="multiple",
                                          file_types=UPLOAD_SUFFIXES, elem_id="upload")
                         upload_status = gr.HTML(elem_id="upload-status")
                     with gr.Column():

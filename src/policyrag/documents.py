@@ -12,7 +12,7 @@ from pathlib import Path
 from . import cleaning, metadata
 from .doctype import DOC_TYPES
 from .gazetteer import lookup
-from .readers import ReadError, discover, read_file
+from .readers import ReadError, discover, read_source
 from .script import detect_script
 
 
@@ -126,6 +126,9 @@ def read_collection(path: Path, seen_ids: set[str]) -> tuple[list[Document], lis
             except ReadError as exc:
                 errors.append(ReadError(where, exc.reason))
                 continue
+            except ValueError as exc:  # a metadata field with a value it cannot take
+                errors.append(ReadError(where, str(exc)))
+                continue
             seen_ids.add(doc_id)
             docs.append(doc)
     except (OSError, UnicodeDecodeError, EOFError) as exc:
@@ -141,6 +144,14 @@ def _place_overridden_locality(doc: Document, given: dict[str, object]) -> None:
         doc.locality_level = place.level if place else None
     if "locality_parent" not in given:
         doc.locality_parent = place.parent if place else None
+
+
+def read_document(path: Path, doc_id: str | None = None,
+                  overrides: dict[str, object] | None = None) -> Document:
+    """The report in `path`, whatever its format. Metadata the format states (a web page's
+    title and date) beats what is guessed from the text; the sidecar's `overrides` beat both."""
+    source = read_source(path)
+    return make_document(path, source.text, doc_id, {**source.meta, **(overrides or {})})
 
 
 def load_documents(paths: Iterable[Path]) -> tuple[list[Document], list[ReadError]]:
@@ -160,7 +171,7 @@ def load_documents(paths: Iterable[Path]) -> tuple[list[Document], list[ReadErro
                 sidecars[path.parent] = metadata.read_sidecar(path.parent)
             doc_id = _unique_id(path, seen_ids)
             overrides = sidecars[path.parent].get(path.name, {})
-            doc = make_document(path, read_file(path), doc_id, overrides)
+            doc = read_document(path, doc_id, overrides)
         except ReadError as exc:
             errors.append(exc)
             continue

@@ -19,12 +19,12 @@ from functools import cached_property
 
 import numpy as np
 
+from .doctype import DOC_TYPES
 from .gazetteer import ancestors, find_places, romanisations, same_place, short_name
 from .script import to_simplified
 
 # Reports a locality's priorities can be read from; regulations and news cannot.
 REPORT_TYPES = ("communique", "work_report", "report")
-DOC_TYPES = (*REPORT_TYPES, "regulation", "news", "other")
 LEVELS = ("national", "province", "city", "county", "zone")
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 

@@ -536,9 +536,9 @@ def rebuild(root: Path, embedder: Embedder, settings: Settings, progress: bool =
     kept from the text stored in the index (listed in Change.kept), never dropped. Works on a
     damaged index as long as some generation's document store reads, and with a new model.
     """
-    from .documents import make_document
+    from .documents import read_document
     from .metadata import read_sidecar
-    from .readers import ReadError, read_file
+    from .readers import ReadError
 
     if store.read_current(root) is None and not store.generations(root):
         raise _missing(root)
@@ -557,7 +557,7 @@ def rebuild(root: Path, embedder: Embedder, settings: Settings, progress: bool =
                 if not path.is_file():
                     raise ReadError(path, "no such file")
                 overrides = read_sidecar(path.parent).get(path.name, {})
-                doc = make_document(path, read_file(path), old.doc_id, overrides)
+                doc = read_document(path, old.doc_id, overrides)
             except (ReadError, ValueError, OSError) as exc:
                 reason = exc.reason if isinstance(exc, ReadError) else str(exc)
                 change.kept.append((old.doc_id, old.source, reason))

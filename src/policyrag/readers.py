@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import codecs
+import zipfile
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text"}
 # Far above any report; a bigger file is almost surely not one, and would need a lot of memory.
@@ -46,6 +53,15 @@ class KeptStoredText(Notice):
     def __init__(self, path: Path, doc_id: str, why: str) -> None:
         super().__init__(path, f"{why}; kept report {doc_id!r} from the text stored in the index")
         self.doc_id = doc_id
+
+
+@dataclass
+class Source:
+    """What a reader got from a file: the text, and metadata the format itself states (a web
+    page's title and date), which the report's sidecar may still override."""
+
+    text: str
+    meta: dict[str, str] = field(default_factory=dict)
 
 
 def decode_bytes(data: bytes, path: Path) -> str:
@@ -113,41 +129,58 @@ def read_plain(path: Path) -> str:
     return decode_bytes(path.read_bytes(), path)
 
 
-def read_html(path: Path) -> str:
-    import html
-    import re
+def read_html(path: Path) -> Source:
+    from .webpage import extract_page
 
-    raw = read_plain(path)
-    raw = re.sub(r"(?is)<(script|style)\b.*?</\1>", "", raw)
-    raw = re.sub(r"(?i)<br\s*/?>|</p>|</div>|</h\d>|</li>", "\n", raw)
-    return html.unescape(re.sub(r"<[^>]+>", "", raw))
-
-
-def _needs(package: str, suffix: str) -> Callable[[Path], str]:
-    def reader(path: Path) -> str:
-        raise ReadError(path, f"{suffix} files need the optional package {package!r}; "
-                              "install it or convert the file to .txt")
-    return reader
+    page = extract_page(read_plain(path))
+    meta = {k: v for k, v in (("title", page.title), ("date", page.date)) if v}
+    return Source(page.text, meta)
 
 
 def read_docx(path: Path) -> str:
+    """Paragraphs and tables in document order; a table row is one line, cells split by " | "."""
+    import docx  # python-docx
+    from docx.opc.exceptions import PackageNotFoundError
+
     try:
-        import docx  # python-docx
-    except ImportError:
-        return _needs("python-docx", ".docx")(path)
-    return "\n".join(p.text for p in docx.Document(str(path)).paragraphs)
+        document = docx.Document(str(path))
+    except (PackageNotFoundError, zipfile.BadZipFile):
+        raise ReadError(path, "is not a readable .docx file (not a ZIP package); an old .doc "
+                              "must be saved as .docx first") from None
+    except (KeyError, ValueError) as exc:  # a ZIP without the parts of a Word document
+        raise ReadError(path, f"is not a readable .docx file ({exc})") from None
+    return "\n".join(_block_text(block) for block in document.iter_inner_content()) + "\n"
+
+
+def _block_text(block: Paragraph | Table) -> str:
+    from docx.table import Table
+
+    if not isinstance(block, Table):
+        return block.text
+    rows = []
+    for row in block.rows:
+        cells, last = [], None
+        for cell in row.cells:
+            if cell._tc is last:  # a merged cell comes back once per grid column it spans
+                continue
+            last = cell._tc
+            cells.append(" ".join(_block_text(b).replace("\n", " ")
+                                  for b in cell.iter_inner_content()).strip())
+        rows.append(" | ".join(cells))
+    return "\n".join(rows)
 
 
 def read_pdf(path: Path) -> str:
+    from .pdftext import PdfTextError, pdf_text
+
     try:
-        from pypdf import PdfReader
-    except ImportError:
-        return _needs("pypdf", ".pdf")(path)
-    return "\n".join(page.extract_text() or "" for page in PdfReader(str(path)).pages)
+        return pdf_text(path)
+    except PdfTextError as exc:
+        raise ReadError(path, str(exc)) from None
 
 
 # Readers by suffix: the hook for new formats.
-READERS: dict[str, Callable[[Path], str]] = {
+READERS: dict[str, Callable[[Path], str | Source]] = {
     **{s: read_plain for s in TEXT_SUFFIXES},
     ".html": read_html,
     ".htm": read_html,
@@ -156,7 +189,7 @@ READERS: dict[str, Callable[[Path], str]] = {
 }
 
 
-def read_file(path: Path) -> str:
+def read_source(path: Path) -> Source:
     if not path.exists():
         raise ReadError(path, "no such file")
     if not path.is_file():
@@ -171,10 +204,15 @@ def read_file(path: Path) -> str:
     if size > MAX_FILE_BYTES:
         raise ReadError(path, f"is {size / 2**20:.0f} MiB, over the {MAX_FILE_BYTES // 2**20} MiB "
                               "limit for one report; split it into several files")
-    text = reader(path)
-    if not text.strip():
+    got = reader(path)
+    source = got if isinstance(got, Source) else Source(got)
+    if not source.text.strip():
         raise ReadError(path, "holds only whitespace, no text")
-    return text
+    return source
+
+
+def read_file(path: Path) -> str:
+    return read_source(path).text
 
 
 def discover(paths: Iterable[Path]) -> tuple[list[Path], list[ReadError]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from collections.abc import Callable
 from importlib import import_module
@@ -66,7 +68,16 @@ def run(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespa
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return run(args.func, args)
+    try:
+        code = run(args.func, args)
+        sys.stdout.flush()  # here, so a closed pipe is met inside the handler, not at exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`policyrag search ... | head -1`): as quietly as `cat` would.
+        # What is still buffered goes to /dev/null, or Python's own exit flush would complain.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
     p = isub.add_parser("build", parents=[common, writer], help="index reports from scratch",
                         description="Read, clean and chunk the reports in PATHS (files or "
-                                    "folders of .txt/.md/.html), embed them and write a new "
-                                    "index. The old index stays until the new one is complete.")
+                                    "folders of .txt/.md/.html/.docx/.pdf), embed them and "
+                                    "write a new index. The old index stays until the new one "
+                                    "is complete.")
     p.add_argument("paths", nargs="*", type=Path, metavar="PATHS",
                    help="files or folders (default: seeds/)")
     p.set_defaults(func=cmd_build)

@@ -8,8 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from ..doctype import DOC_TYPES
 from ..engine import Engine
-from ..filtering import DOC_TYPES
 from ..retrieval import MODES, Filters, Hit, QueryError
 from . import UserError, emit_json
 

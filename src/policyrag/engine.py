@@ -118,7 +118,8 @@ class Engine:
         self._committed()
         return change
 
-    def rebuild(self, wait: float = 0.0) -> tuple[str | None, list[ReadError]]:
+    def rebuild(self, wait: float = 0.0, from_generation: str | None = None
+                ) -> tuple[str | None, list[ReadError]]:
         """Re-read every report from its recorded source and re-embed (with --model, a new model).
 
         A report whose source file has gone is kept from the text stored in the index; each
@@ -127,7 +128,8 @@ class Engine:
         manifest = idx.read_manifest(self.root)
         model = self.requested_model or (manifest.model if manifest else self.settings.model)
         embedder = self._writer_embedder(model)
-        change = idx.rebuild(self.root, embedder, self.settings, self.progress, wait)
+        change = idx.rebuild(self.root, embedder, self.settings, self.progress, wait,
+                             from_generation)
         self._committed(embedder)
         notices: list[ReadError] = [KeptStoredText(Path(source), doc_id, why)
                                     for doc_id, source, why in change.kept]

@@ -46,7 +46,13 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                         description="Re-read every indexed report from its recorded source file "
                                     "and re-embed them all, keeping their doc_ids; with --model, "
                                     "with a new model. A report whose source file is gone is "
-                                    "kept from the text stored in the index, and said so.")
+                                    "kept from the text stored in the index, and said so. A "
+                                    "damaged index is repaired from its recorded sources, or "
+                                    "refused (exit 2) when that would lose reports; after "
+                                    "damage no old generation is removed.")
+    p.add_argument("--from", dest="from_generation", metavar="GENERATION",
+                   help="rebuild from this older generation (e.g. gen-000003) instead of the "
+                        "live one, losing what came after it")
     p.set_defaults(func=cmd_rebuild)
 
     p = isub.add_parser("info", parents=[common], help="what is in the index")
@@ -119,7 +125,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     from ..readers import KeptStoredText
 
     engine = _engine(args)
-    gen, notices = engine.rebuild(args.wait)
+    gen, notices = engine.rebuild(args.wait, args.from_generation)
     status = _report_errors(notices)
     m = engine.info()["manifest"]
     kept = sum(1 for n in notices if isinstance(n, KeptStoredText))

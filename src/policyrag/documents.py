@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from . import cleaning, metadata
-from .readers import ReadError, discover, read_file
+from .display import quoted
+from .readers import Notice, ReadError, discover, read_file
 from .script import detect_script
 
 
@@ -41,6 +42,23 @@ class Document:
         return cls(**{k: v for k, v in data.items() if k in known})  # type: ignore[arg-type]
 
 
+class RenamedReport(Notice):
+    """A report whose doc_id was already another report's: indexed under a distinct id."""
+
+    def __init__(self, path: Path, wanted: str, given: str, other: str) -> None:
+        super().__init__(path, f"doc_id {wanted!r} is already that of {quoted(other)}; "
+                               f"indexed as {given!r}")
+        self.doc_id = given
+
+
+def distinct_id(doc_id: str, digest: str, taken: set[str] | dict[str, str]) -> str:
+    """`doc_id` made unique with the report's content hash (and a number if need be)."""
+    candidate, n = f"{doc_id}-{digest[:8]}", 2
+    while candidate in taken:
+        candidate, n = f"{doc_id}-{digest[:8]}-{n}", n + 1
+    return candidate
+
+
 OVERRIDABLE = {"title", "locality", "date", "meeting", "doc_id"}
 
 
@@ -70,7 +88,7 @@ def load_documents(paths: Iterable[Path]) -> tuple[list[Document], list[ReadErro
     files, errors = discover(paths)
     docs: list[Document] = []
     sidecars: dict[Path, dict[str, dict[str, object]]] = {}
-    seen_ids: set[str] = set()
+    seen_ids: dict[str, str] = {}  # doc_id -> source
     for path in files:
         try:
             if path.parent not in sidecars:
@@ -84,12 +102,16 @@ def load_documents(paths: Iterable[Path]) -> tuple[list[Document], list[ReadErro
         except (ValueError, OSError) as exc:
             errors.append(ReadError(path, str(exc)))
             continue
-        seen_ids.add(doc.doc_id)
+        if doc.doc_id in seen_ids:  # given twice by front matter or a sidecar
+            given = distinct_id(doc.doc_id, doc.content_hash, seen_ids)
+            errors.append(RenamedReport(path, doc.doc_id, given, seen_ids[doc.doc_id]))
+            doc.doc_id = given
+        seen_ids[doc.doc_id] = doc.source
         docs.append(doc)
     return docs, errors
 
 
-def _unique_id(path: Path, seen: set[str]) -> str:
+def _unique_id(path: Path, seen: dict[str, str]) -> str:
     """The file's stem; a same-named file from another folder gets a short path hash."""
     if path.stem not in seen:
         return path.stem

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from . import index as idx
 from .config import Settings
-from .documents import Document, load_documents
+from .display import quoted
+from .documents import Document, RenamedReport, load_documents
 from .embedding import Embedder, load_embedder
 from .readers import DuplicateReport, KeptStoredText, Notice, ReadError
 from .retrieval import Filters, Hit, Searcher
@@ -137,10 +138,13 @@ class Engine:
 
 
 def _duplicates(change: idx.Change) -> list[ReadError]:
-    return [DuplicateReport(Path(source), doc_id) for source, doc_id in change.duplicates]
+    """What a change has to say about reports given twice: same content, or a taken doc_id."""
+    return ([DuplicateReport(Path(source), doc_id) for source, doc_id in change.duplicates]
+            + [RenamedReport(Path(source), wanted, given, other)
+               for source, wanted, given, other in change.renamed])
 
 
 def _nothing(verb: str, paths: list[Path], errors: list[ReadError]) -> str:
-    where = ", ".join(map(str, paths)) or "(no paths)"
-    why = "; ".join(map(str, errors)) or "no .txt/.md/.html/.docx/.pdf reports found"
+    where = ", ".join(map(quoted, paths)) or "(no paths)"
+    why = "; ".join(f"{quoted(e.path)}: {e.reason}" for e in errors) or "no .txt/.md/.html/.docx/.pdf reports found"
     return f"nothing to {verb} in {where}: {why}"

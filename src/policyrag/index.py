@@ -25,7 +25,7 @@ from . import __version__, store
 from .checksum import file_checksum, first_mismatch, matches
 from .chunking import Chunk, chunk_text
 from .config import Settings
-from .documents import Document
+from .documents import Document, distinct_id
 from .embedding import Embedder, load_embedder
 from .lexical import BM25, slogans, tokenize
 from .script import to_simplified
@@ -250,6 +250,8 @@ class Change:
     duplicates: list[tuple[str, str]] = field(default_factory=list)
     # (doc_id, source, why): reports a rebuild kept from the text stored in the index
     kept: list[tuple[str, str, str]] = field(default_factory=list)
+    # (source, doc_id it asked for, doc_id given, source of the report that has that id)
+    renamed: list[tuple[str, str, str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     generation: str | None = None
 
@@ -409,15 +411,6 @@ def _write_new(root: Path, manifest: Manifest, docs: list[Document], embedder: E
     return Change(added=[d.doc_id for d in docs], generation=gen.name)
 
 
-def _free_id(doc: Document, taken: set[str]) -> str:
-    candidate = f"{doc.doc_id}-{doc.content_hash[:8]}"
-    n = 2
-    while candidate in taken:
-        candidate = f"{doc.doc_id}-{doc.content_hash[:8]}-{n}"
-        n += 1
-    return candidate
-
-
 def add(root: Path, new_docs: list[Document], embedder: Embedder, settings: Settings,
         progress: bool = False, wait: float = 0.0) -> Change:
     """Embed only new or changed reports (by source path and content hash); keep the rest.
@@ -437,7 +430,7 @@ def add(root: Path, new_docs: list[Document], embedder: Embedder, settings: Sett
         old = open_index(root, embedder)
         by_source = {_source_key(d.source): d for d in old.documents.values()}
         by_hash = {d.content_hash: d.doc_id for d in old.documents.values()}
-        taken = set(old.documents)
+        taken = {d.doc_id: d.source for d in old.documents.values()}
         change = Change()
         fresh: list[Document] = []
         seen_sources: set[str] = set()
@@ -459,9 +452,11 @@ def add(root: Path, new_docs: list[Document], embedder: Embedder, settings: Sett
                 continue
             else:
                 if doc.doc_id in taken:
-                    doc.doc_id = _free_id(doc, taken)
+                    given = distinct_id(doc.doc_id, doc.content_hash, taken)
+                    change.renamed.append((doc.source, doc.doc_id, given, taken[doc.doc_id]))
+                    doc.doc_id = given
                 change.added.append(doc.doc_id)
-            taken.add(doc.doc_id)
+            taken[doc.doc_id] = doc.source
             by_hash[doc.content_hash] = doc.doc_id
             fresh.append(doc)
         if not fresh:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..display import quoted
 from ..engine import Engine
 from . import UserError, emit_json
 
@@ -78,15 +79,17 @@ def _report_errors(errors) -> int:
 
     failed = 0
     for err in errors:
+        # One line per file, whatever its name holds (a newline in a name is shown as \n).
+        line = f"{quoted(err.path)}: {quoted(err.reason)}"
         if isinstance(err, DuplicateReport):
-            print(f"duplicate {err}", file=sys.stderr)
+            print(f"duplicate {line}", file=sys.stderr)
         elif isinstance(err, KeptStoredText):
-            print(f"kept {err}", file=sys.stderr)
+            print(f"kept {line}", file=sys.stderr)
         elif isinstance(err, Notice):
-            print(f"note: {err}", file=sys.stderr)
+            print(f"note: {line}", file=sys.stderr)
         else:
             failed += 1
-            print(f"skipped {err}", file=sys.stderr)
+            print(f"skipped {line}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -109,9 +112,9 @@ def cmd_add(args: argparse.Namespace) -> int:
           f"unchanged {len(change.unchanged)}, duplicates {len(change.duplicates)}"
           + (f" -> {change.generation}" if change.generation else " (index not rewritten)"))
     for doc_id in change.added:
-        print(f"  added     {doc_id}")
+        print(f"  added     {quoted(doc_id)}")
     for doc_id in change.replaced:
-        print(f"  replaced  {doc_id}")
+        print(f"  replaced  {quoted(doc_id)}")
     return status
 
 

@@ -31,6 +31,10 @@ class Settings:
     dense_weight: float = 1.0
     lexical_weight: float = 1.0
     generations_kept: int = 2
+    # Per file uploaded in the web UI, checked before it is read: far above any real report
+    # (the seeds are 10-30 kB), far below what ties up the server (a 60 MB file took 4.6 GB).
+    upload_max_bytes: int = field(
+        default_factory=lambda: int(float(_env("UPLOAD_MAX_MB", "20")) * 1_000_000))
 
 
 def settings() -> Settings:

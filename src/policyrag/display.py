@@ -23,9 +23,10 @@ def relative(path: str | Path, bases: Iterable[Path]) -> str:
     p = Path(path)
     for base in bases:
         try:
-            return p.relative_to(base).as_posix()
+            shown = p.relative_to(base).as_posix()
         except ValueError:
             continue
+        return p.name if shown == "." else shown
     return p.name
 
 

@@ -105,9 +105,15 @@ class Engine:
         self._committed(embedder)
         return change.generation, errors + _duplicates(change)
 
-    def add(self, paths: list[Path], wait: float = 0.0) -> tuple[idx.Change, list[ReadError]]:
-        """Embed only new or changed reports; creates the index if there is none."""
+    def add(self, paths: list[Path], wait: float = 0.0, sources: dict[str, str] | None = None
+            ) -> tuple[idx.Change, list[ReadError]]:
+        """Embed only new or changed reports; creates the index if there is none.
+
+        `sources` records a file read from one path as lying at another (an upload is read
+        from its staging copy and recorded where it will be kept)."""
         docs, errors = self._load(paths)
+        for doc in docs:
+            doc.source = (sources or {}).get(doc.source, doc.source)
         if not docs:
             raise idx.IndexError_(_nothing("add", paths, errors))
         change = idx.add(self.root, docs, self.embedder, self.settings, self.progress, wait)

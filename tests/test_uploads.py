@@ -137,6 +137,24 @@ def test_the_library_and_errors_show_no_server_paths(engine, tmp_path, seed_copy
                             "vectors.faiss is 7 bytes")
 
 
+def test_the_library_tab_handlers(engine, tmp_path):
+    """The Upload and Remove handlers themselves (the browser tests drive them through a page
+    where Chromium is installed)."""
+    demo = app.build_app(engine)
+    handlers = {f.name: f.fn for f in demo.fns.values()}
+    good = upload(tmp_path, "u", "qingtian.txt", report("青田石雕"))
+    big = tmp_path / "u" / "huge.txt"
+    with big.open("wb") as fh:
+        fh.truncate(25_000_000)
+    html, _ = handlers["add_files"]([str(good), str(big)], progress=lambda *a, **k: None)
+    assert "Added 1 report(s): qingtian. Searchable now." in html
+    assert "huge.txt: 25 MB, over the 20 MB limit for one upload" in html
+    assert str(tmp_path) not in html
+    assert len(stored(engine)) == 1
+    assert "Removed qingtian from the index." in handlers["remove_doc"]("qingtian")
+    assert stored(engine) == []
+
+
 # ---- 9. the API never answers {"error": null} -------------------------------------------------
 
 def raw_call(url: str, endpoint: str, data: list) -> str:

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 
 import xxhash
@@ -73,7 +74,7 @@ def _load_cache(root: Path, gen: Path) -> dict:
 def _save_cache(root: Path, gen: Path, files: dict) -> None:
     """Best effort: a read-only or full cache folder only costs the next open a re-check."""
     path = _cache_file(root)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps({"generation": str(gen.resolve()), "files": files}), "utf-8")

@@ -35,7 +35,7 @@ from .index import IndexError_  # noqa: E402
 from .readers import TEXT_SUFFIXES, ReadError  # noqa: E402
 from .retrieval import Filters, Hit, QueryError  # noqa: E402
 from .store import IndexLocked  # noqa: E402
-from .uploads import add_uploads, forget  # noqa: E402
+from .uploads import Upload, add_uploads, forget  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +343,7 @@ def doc_choices(engine: Engine) -> list[tuple[str, str]]:
             for d in engine.info()["documents"]]
 
 
-def upload_summary(done: Any) -> str:
+def upload_summary(done: Upload) -> str:
     """One message for an upload: what went in, what was refused and why."""
     change, parts = done.change, []
     if change is not None:

@@ -6,9 +6,9 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-# An absolute POSIX path inside a message: up to a quote, a space or the end; the ASCII
-# punctuation that ends a sentence around it is not part of it.
-_ABSOLUTE = re.compile(r"(?<![\w.~/])/[^\s'\"]+(?<![.,;:)])")
+# An absolute POSIX path inside a message (not a URL's //host): up to a quote, a space or the
+# end; the ASCII punctuation that ends a sentence around it is not part of it.
+_ABSOLUTE = re.compile(r"(?<![\w.~/:])/[^\s'\"]+(?<![.,;:)])")
 
 
 def quoted(value: object) -> str:

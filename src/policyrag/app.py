@@ -19,7 +19,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import html  # noqa: E402
 import logging  # noqa: E402
 import re  # noqa: E402
-import shutil  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -28,18 +27,20 @@ from typing import Any  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from . import generate  # noqa: E402
+from . import index as idx  # noqa: E402
+from .display import relative, scrub  # noqa: E402
 from .embedding import EmbedderError  # noqa: E402
 from .engine import Engine  # noqa: E402
 from .index import IndexError_  # noqa: E402
-from .readers import READERS, Notice, ReadError  # noqa: E402
+from .readers import READERS, ReadError  # noqa: E402
 from .retrieval import Filters, Hit, QueryError  # noqa: E402
 from .store import IndexLocked  # noqa: E402
+from .uploads import Upload, add_uploads, forget  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 EXTRACTIVE, ABSTRACTIVE = "extractive", "abstractive"
 UPLOAD_SUFFIXES = sorted(READERS)  # every format `policyrag index add` reads
-UPLOADS_DIR = "uploads"  # inside the index folder; store.py only touches gen-*/tmp-* there
 DEFAULT_K = 5
 MAX_K = 20
 READ_CONCURRENCY = 4  # searches/answers at once; writes (upload, remove) run one at a time
@@ -134,6 +135,20 @@ def friendly(exc: BaseException) -> str:
     log.exception("unexpected error in the web UI")
     return (f"Something went wrong on the server ({type(exc).__name__}). The details are in "
             "the server log; please try again.")
+
+
+def path_bases(engine: Engine) -> list[Path]:
+    """Folders that paths are shown relative to, most specific first: the index folder (so
+    uploads read uploads/...), the folders its reports came from, and the index's parent."""
+    root = engine.root.resolve()
+    manifest = idx.read_manifest(engine.root)
+    folders = [Path(s) for s in (manifest.sources if manifest else []) if Path(s).is_dir()]
+    return [root, *sorted(folders, key=lambda p: -len(p.parts)), root.parent]
+
+
+def shown_error(engine: Engine, exc: BaseException) -> str:
+    """`friendly(exc)` with no server path in it."""
+    return scrub(friendly(exc), path_bases(engine))
 
 
 def message(text: str, kind: str = "warn") -> str:
@@ -317,8 +332,10 @@ LIBRARY_HEADERS = ["title", "locality", "date", "chunks", "script", "meeting", "
 
 
 def library_rows(engine: Engine) -> list[list]:
+    bases = path_bases(engine)
     return [[d["title"], d["locality"] or "—", d["date"] or "—", d["chunks"], d["script"],
-             d["meeting"] or "—", d["doc_id"], d["source"]] for d in engine.info()["documents"]]
+             d["meeting"] or "—", d["doc_id"], relative(d["source"], bases)]
+            for d in engine.info()["documents"]]
 
 
 def doc_choices(engine: Engine) -> list[tuple[str, str]]:
@@ -326,16 +343,38 @@ def doc_choices(engine: Engine) -> list[tuple[str, str]]:
             for d in engine.info()["documents"]]
 
 
+def upload_summary(done: Upload) -> str:
+    """One message for an upload: what went in, what was refused and why."""
+    change, parts = done.change, []
+    if change is not None:
+        if change.added:
+            parts.append(f"Added {len(change.added)} report(s): {', '.join(change.added)}")
+        if change.replaced:
+            parts.append(f"Replaced {len(change.replaced)}: {', '.join(change.replaced)}")
+        if change.unchanged:
+            parts.append(f"Already indexed, unchanged: {', '.join(change.unchanged)}")
+    text = ". ".join(parts) + "." if parts else "Nothing new was added."
+    if change is not None and (change.added or change.replaced):
+        text += " Searchable now."
+    if done.notices:
+        text += " Note: " + "; ".join(done.notices) + "."
+    if done.skipped or done.refused:
+        text += " Not added (nothing of them was kept): " + "; ".join(done.refused
+                                                                      + done.skipped)
+    return text
+
+
 def stats_html(engine: Engine) -> str:
     try:
         info = engine.info()
     except Exception as exc:  # noqa: BLE001
-        return message(friendly(exc))
+        return message(shown_error(engine, exc))
     m = info["manifest"]
     locs = {d["locality"] for d in info["documents"] if d["locality"]}
+    model = scrub(m["model"], path_bases(engine))  # a local model folder is a server path too
     return (f'<div class="pr-stats">{len(info["documents"])} reports · {m["chunks"]} passages · '
-            f"{len(locs)} localities · model <code>{_esc(m['model'])}</code> · index "
-            f"<code>{_esc(info['index'])}</code></div>")
+            f"{len(locs)} localities · model <code>{_esc(model)}</code> · index "
+            f"<code>{_esc(engine.root.name)}</code></div>")
 
 
 # ---------------------------------------------------------------- the app
@@ -361,8 +400,10 @@ def build_app(engine: Engine, *, rewriter: Any = None) -> gr.Blocks:
             hits = engine.search(query, _k(k), make_filters(localities, doc_ids, date_from,
                                                              date_to), retrieval or None)
         except Exception as exc:  # noqa: BLE001
-            return {"query": query, "hits": [], "error": friendly(exc)}
-        return {"query": query, "hits": [h.to_dict() for h in hits]}
+            return {"query": query, "hits": [], "error": shown_error(engine, exc)}
+        bases = path_bases(engine)
+        return {"query": query,
+                "hits": [{**h.to_dict(), "source": relative(h.source, bases)} for h in hits]}
 
     def ask(question: str, mode: str = EXTRACTIVE, by_locality: bool = True, k: int = 0,
             localities: list[str] | None = None, doc_ids: list[str] | None = None,
@@ -375,7 +416,7 @@ def build_app(engine: Engine, *, rewriter: Any = None) -> gr.Blocks:
                               filters=make_filters(localities, doc_ids, date_from, date_to))
         except Exception as exc:  # noqa: BLE001
             return {"question": question, "mode": mode, "localities": [],
-                    "error": friendly(exc)}
+                    "error": shown_error(engine, exc)}
 
     # -- UI handlers (HTML)
     def ask_ui(question, mode, by_locality, k, locs, docs, date_from, date_to):
@@ -399,7 +440,7 @@ def build_app(engine: Engine, *, rewriter: Any = None) -> gr.Blocks:
                                  "question directly; see the ranked sources below.", "info")
             return status, render_answer(engine, ans), render_hits(hits)
         except Exception as exc:  # noqa: BLE001
-            return message(friendly(exc)), "", ""
+            return message(shown_error(engine, exc)), "", ""
 
     def refresh_choices():
         try:
@@ -413,51 +454,21 @@ def build_app(engine: Engine, *, rewriter: Any = None) -> gr.Blocks:
         try:
             return library_rows(engine), stats_html(engine)
         except Exception as exc:  # noqa: BLE001
-            return [], message(friendly(exc))
+            return [], message(shown_error(engine, exc))
 
     def add_files(files, progress=gr.Progress()):  # noqa: B008 - how Gradio injects it
         paths = [Path(f if isinstance(f, str) else f.name) for f in (files or [])]
         if not paths:
             return message("Choose one or more report files (.txt, .md, .html, .docx, .pdf) "
                            "to add."), None
-        bad = [p.name for p in paths if p.suffix.lower() not in UPLOAD_SUFFIXES]
-        if bad:
-            return message(f"Only {', '.join(UPLOAD_SUFFIXES)} files can be added; not: "
-                           f"{', '.join(bad)}"), None
         with write_lock:
             try:
-                progress(0.05, desc="Copying files")
-                dest = engine.root / UPLOADS_DIR
-                dest.mkdir(parents=True, exist_ok=True)
-                kept = []
-                for i, p in enumerate(paths):
-                    progress((i + 1, len(paths) + 2), desc=f"Copying {p.name}")
-                    target = dest / p.name
-                    shutil.copyfile(p, target)
-                    kept.append(target)
-                progress((len(paths) + 1, len(paths) + 2),
-                         desc=f"Embedding and indexing {len(kept)} report(s)")
-                change, errors = engine.add(kept, wait=30.0)
-                progress(1.0, desc="Done")
+                done = add_uploads(engine, paths, UPLOAD_SUFFIXES, wait=30.0,
+                                   progress=lambda f, what: progress(f, desc=what))
             except Exception as exc:  # noqa: BLE001
-                return message(f"Nothing was added: {friendly(exc)}"), None
-        parts = []
-        if change.added:
-            parts.append(f"Added {len(change.added)} report(s): {', '.join(change.added)}")
-        if change.replaced:
-            parts.append(f"Replaced {len(change.replaced)}: {', '.join(change.replaced)}")
-        if change.unchanged:
-            parts.append(f"Already indexed, unchanged: {', '.join(change.unchanged)}")
-        text = ". ".join(parts) + "." if parts else "Nothing new was added."
-        if change.added or change.replaced:
-            text += " Searchable now."
-        notes = [str(e) for e in errors if isinstance(e, Notice)]
-        skipped = [str(e) for e in errors if not isinstance(e, Notice)]
-        if notes:
-            text += " Note: " + "; ".join(notes) + "."
-        if skipped:
-            text += " Skipped: " + "; ".join(skipped)
-        return message(text, "warn" if skipped else "ok"), None
+                return message(f"Nothing was added: {shown_error(engine, exc)}"), None
+        return message(scrub(upload_summary(done), path_bases(engine)),
+                       "warn" if done.skipped or done.refused else "ok"), None
 
     def remove_doc(doc_id):
         if not doc_id:
@@ -467,12 +478,9 @@ def build_app(engine: Engine, *, rewriter: Any = None) -> gr.Blocks:
                 doc = engine.index.documents.get(doc_id)
                 change = engine.remove([doc_id], wait=30.0)
             except Exception as exc:  # noqa: BLE001
-                return message(f"Nothing was removed: {friendly(exc)}")
-        # An uploaded copy goes too; reports indexed from elsewhere keep their files.
-        if doc is not None:
-            src = Path(doc.source)
-            if src.parent.resolve() == (engine.root / UPLOADS_DIR).resolve():
-                src.unlink(missing_ok=True)
+                return message(f"Nothing was removed: {shown_error(engine, exc)}")
+            if doc is not None:  # an uploaded copy goes too; other reports keep their files
+                forget(engine, doc.source)
         return message(f"Removed {', '.join(change.removed)} from the index.", "ok")
 
     try:
@@ -582,6 +590,12 @@ def serve(engine: Engine, host: str = "127.0.0.1", port: int = 7860, *, block: b
     `app_options` go to `build_app`."""
     demo = build_app(engine, **app_options)
     demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block,
-                share=False, inbrowser=False, quiet=quiet, show_error=False,
+                share=False, inbrowser=False, quiet=quiet,
+                # Errors a user can fix come back as {"error": "..."} from our own handlers;
+                # this is for those Gradio raises itself (e.g. an API call with too few
+                # inputs), which would otherwise answer {"error": null}.
+                show_error=True,
+                # Refused while still arriving, before our own check (uploads.check).
+                max_file_size=engine.settings.upload_max_bytes,
                 **launch_options())
     return demo

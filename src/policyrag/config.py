@@ -35,6 +35,10 @@ class Settings:
     # share of the best passage anywhere (BM25, or cosine when no question word occurs).
     listed_lexical_share: float = 0.5
     listed_dense_share: float = 0.9
+    # Per file uploaded in the web UI, checked before it is read: far above any real report
+    # (the seeds are 10-30 kB), far below what ties up the server (a 60 MB file took 4.6 GB).
+    upload_max_bytes: int = field(
+        default_factory=lambda: int(float(_env("UPLOAD_MAX_MB", "20")) * 1_000_000))
 
 
 def settings() -> Settings:

@@ -10,9 +10,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from . import cleaning, metadata
+from .display import quoted
 from .doctype import DOC_TYPES
 from .gazetteer import lookup
-from .readers import ReadError, discover, read_source
+from .readers import Notice, ReadError, discover, read_source
 from .script import detect_script
 
 
@@ -45,6 +46,23 @@ class Document:
     def from_dict(cls, data: dict[str, object]) -> Document:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})  # type: ignore[arg-type]
+
+
+class RenamedReport(Notice):
+    """A report whose doc_id was already another report's: indexed under a distinct id."""
+
+    def __init__(self, path: Path, wanted: str, given: str, other: str) -> None:
+        super().__init__(path, f"doc_id {wanted!r} is already that of {quoted(other)}; "
+                               f"indexed as {given!r}")
+        self.doc_id = given
+
+
+def distinct_id(doc_id: str, digest: str, taken: set[str] | dict[str, str]) -> str:
+    """`doc_id` made unique with the report's content hash (and a number if need be)."""
+    candidate, n = f"{doc_id}-{digest[:8]}", 2
+    while candidate in taken:
+        candidate, n = f"{doc_id}-{digest[:8]}-{n}", n + 1
+    return candidate
 
 
 OVERRIDABLE = {"title", "locality", "locality_level", "locality_parent", "date", "meeting",
@@ -93,7 +111,8 @@ def _collection_lines(path: Path) -> Iterator[tuple[int, str]]:
         yield from enumerate(fh, 1)
 
 
-def read_collection(path: Path, seen_ids: set[str]) -> tuple[list[Document], list[ReadError]]:
+def read_collection(path: Path, seen_ids: dict[str, str]
+                    ) -> tuple[list[Document], list[ReadError]]:
     """Each line of a collection becomes a document whose source is `path#id`.
 
     Fields named like the overridable metadata (title, locality, date, doc_type…) are taken
@@ -129,7 +148,7 @@ def read_collection(path: Path, seen_ids: set[str]) -> tuple[list[Document], lis
             except ValueError as exc:  # a metadata field with a value it cannot take
                 errors.append(ReadError(where, str(exc)))
                 continue
-            seen_ids.add(doc_id)
+            seen_ids[doc_id] = doc.source
             docs.append(doc)
     except (OSError, UnicodeDecodeError, EOFError) as exc:
         errors.append(ReadError(path, f"cannot read the collection: {exc}"))
@@ -159,7 +178,7 @@ def load_documents(paths: Iterable[Path]) -> tuple[list[Document], list[ReadErro
     files, errors = discover(paths)
     docs: list[Document] = []
     sidecars: dict[Path, dict[str, dict[str, object]]] = {}
-    seen_ids: set[str] = set()
+    seen_ids: dict[str, str] = {}  # doc_id -> source
     for path in files:
         if is_collection(path):
             more, bad = read_collection(path, seen_ids)
@@ -178,12 +197,16 @@ def load_documents(paths: Iterable[Path]) -> tuple[list[Document], list[ReadErro
         except (ValueError, OSError) as exc:
             errors.append(ReadError(path, str(exc)))
             continue
-        seen_ids.add(doc.doc_id)
+        if doc.doc_id in seen_ids:  # given twice by front matter or a sidecar
+            given = distinct_id(doc.doc_id, doc.content_hash, seen_ids)
+            errors.append(RenamedReport(path, doc.doc_id, given, seen_ids[doc.doc_id]))
+            doc.doc_id = given
+        seen_ids[doc.doc_id] = doc.source
         docs.append(doc)
     return docs, errors
 
 
-def _unique_id(path: Path, seen: set[str]) -> str:
+def _unique_id(path: Path, seen: dict[str, str]) -> str:
     """The file's stem; a same-named file from another folder gets a short path hash."""
     if path.stem not in seen:
         return path.stem

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import sys
 from functools import cached_property
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
@@ -109,16 +111,25 @@ class OnnxStringEmbedder:
 class SentenceTransformerEmbedder:
     """Any sentence-transformers model, by local path or hub name."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, from_hub: bool = False) -> None:
         self.name = name
+        self.from_hub = from_hub
 
     @cached_property
     def model(self):
+        if self.from_hub:
+            print(f"policyrag: {self.name!r} is not a local folder; looking it up on the "
+                  "Hugging Face hub (or its local cache)", file=sys.stderr, flush=True)
         try:
             from sentence_transformers import SentenceTransformer
 
             return SentenceTransformer(self.name, device="cpu")
         except Exception as exc:  # the library raises many kinds for a missing model
+            if self.from_hub:
+                raise EmbedderError(
+                    f"{self.name!r} is not a local folder, so it was looked up on the Hugging "
+                    f"Face hub, which failed ({exc}). Offline, download it on a machine with "
+                    "internet access and give its folder instead") from exc
             raise EmbedderError(
                 f"cannot load sentence-transformers model {self.name!r}: {exc}. "
                 "Give a local folder, or a hub name on a machine with internet access."
@@ -173,9 +184,21 @@ def packaged_path(name: str) -> Path:
     return path
 
 
+# What the hub calls a model: "owner/name". A bare word is never sent there.
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+
+
 def load_embedder(name: str = DEFAULT_MODEL) -> Embedder:
+    """The model `name` names; only an "owner/name" that is no local folder goes to the hub."""
     if name in PACKAGED:
         return OnnxStringEmbedder(packaged_path(name), name=name)
     if name.startswith("onnx:"):
         return OnnxStringEmbedder(Path(name[5:]).expanduser(), name=name)
-    return SentenceTransformerEmbedder(name)
+    if Path(name).expanduser().exists():
+        return SentenceTransformerEmbedder(name)
+    if HUB_ID.fullmatch(name):
+        return SentenceTransformerEmbedder(name, from_hub=True)
+    raise EmbedderError(
+        f"no model {name!r}: it is not a local folder, nor one of the packaged models "
+        f"({', '.join(PACKAGED)}), nor onnx:PATH. A sentence-transformers model from the "
+        "Hugging Face hub is named by its full id, e.g. sentence-transformers/all-MiniLM-L6-v2")

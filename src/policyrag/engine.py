@@ -11,7 +11,8 @@ from pathlib import Path
 
 from . import index as idx
 from .config import Settings
-from .documents import Document, load_documents
+from .display import quoted
+from .documents import Document, RenamedReport, load_documents
 from .embedding import Embedder, load_embedder
 from .readers import DuplicateReport, KeptStoredText, Notice, ReadError
 from .retrieval import Filters, Hit, Searcher
@@ -104,9 +105,15 @@ class Engine:
         self._committed(embedder)
         return change.generation, errors + _duplicates(change)
 
-    def add(self, paths: list[Path], wait: float = 0.0) -> tuple[idx.Change, list[ReadError]]:
-        """Embed only new or changed reports; creates the index if there is none."""
+    def add(self, paths: list[Path], wait: float = 0.0, sources: dict[str, str] | None = None
+            ) -> tuple[idx.Change, list[ReadError]]:
+        """Embed only new or changed reports; creates the index if there is none.
+
+        `sources` records a file read from one path as lying at another (an upload is read
+        from its staging copy and recorded where it will be kept)."""
         docs, errors = self._load(paths)
+        for doc in docs:
+            doc.source = (sources or {}).get(doc.source, doc.source)
         if not docs:
             raise idx.IndexError_(_nothing("add", paths, errors))
         change = idx.add(self.root, docs, self.embedder, self.settings, self.progress, wait)
@@ -118,7 +125,8 @@ class Engine:
         self._committed()
         return change
 
-    def rebuild(self, wait: float = 0.0) -> tuple[str | None, list[ReadError]]:
+    def rebuild(self, wait: float = 0.0, from_generation: str | None = None
+                ) -> tuple[str | None, list[ReadError]]:
         """Re-read every report from its recorded source and re-embed (with --model, a new model).
 
         A report whose source file has gone is kept from the text stored in the index; each
@@ -127,7 +135,8 @@ class Engine:
         manifest = idx.read_manifest(self.root)
         model = self.requested_model or (manifest.model if manifest else self.settings.model)
         embedder = self._writer_embedder(model)
-        change = idx.rebuild(self.root, embedder, self.settings, self.progress, wait)
+        change = idx.rebuild(self.root, embedder, self.settings, self.progress, wait,
+                             from_generation)
         self._committed(embedder)
         notices: list[ReadError] = [KeptStoredText(Path(source), doc_id, why)
                                     for doc_id, source, why in change.kept]
@@ -135,10 +144,13 @@ class Engine:
 
 
 def _duplicates(change: idx.Change) -> list[ReadError]:
-    return [DuplicateReport(Path(source), doc_id) for source, doc_id in change.duplicates]
+    """What a change has to say about reports given twice: same content, or a taken doc_id."""
+    return ([DuplicateReport(Path(source), doc_id) for source, doc_id in change.duplicates]
+            + [RenamedReport(Path(source), wanted, given, other)
+               for source, wanted, given, other in change.renamed])
 
 
 def _nothing(verb: str, paths: list[Path], errors: list[ReadError]) -> str:
-    where = ", ".join(map(str, paths)) or "(no paths)"
-    why = "; ".join(map(str, errors)) or "no .txt/.md/.html/.docx/.pdf reports found"
+    where = ", ".join(map(quoted, paths)) or "(no paths)"
+    why = "; ".join(f"{quoted(e.path)}: {e.reason}" for e in errors) or "no .txt/.md/.html/.docx/.pdf reports found"
     return f"nothing to {verb} in {where}: {why}"

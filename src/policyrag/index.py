@@ -8,8 +8,10 @@ consistent generation and a crash leaves the previous one live.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import json
+import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,9 +22,10 @@ import faiss
 import numpy as np
 
 from . import __version__, store
+from .checksum import file_checksum, first_mismatch, matches
 from .chunking import Chunk, chunk_text
 from .config import Settings
-from .documents import Document
+from .documents import Document, distinct_id
 from .embedding import Embedder, load_embedder
 from .filtering import IndexView
 from .lexical import BM25, slogans, tokenize
@@ -44,11 +47,17 @@ class IndexMissing(IndexError_):
 
 
 class IndexDamaged(IndexError_):
-    pass
+    def __init__(self, message: str, what: str | None = None) -> None:
+        super().__init__(message)
+        self.what = what or message  # the damage alone, without the advice around it
 
 
 class ModelMismatch(IndexError_):
     pass
+
+
+class DiskFull(IndexError_):
+    """The disk filled up while a new generation was written; the live one is untouched."""
 
 
 @dataclass
@@ -149,13 +158,19 @@ def _missing(root: Path) -> IndexMissing:
                         f"[PATHS...] --index {root}")
 
 
+def _empty_current(root: Path) -> IndexDamaged:
+    return IndexDamaged(f"index at {root} is damaged: {root / store.CURRENT} is empty, so no "
+                        "generation is live. Repair it with: policyrag index rebuild --index "
+                        f"{root} (it rebuilds from the newest generation and keeps the others)")
+
+
 def open_index(root: Path, embedder: Embedder | None = None) -> Index:
     """The live generation, whole; with `embedder`, also checks it is the model of the index."""
     root = Path(root)
     for _ in range(OPEN_ATTEMPTS):
         name = store.read_current(root)
         if name is None:
-            raise _missing(root)
+            raise _empty_current(root) if store.current_is_blank(root) else _missing(root)
         try:
             return _load_generation(root, root / name, embedder)
         except IndexDamaged:
@@ -169,7 +184,8 @@ def open_index(root: Path, embedder: Embedder | None = None) -> Index:
 def _load_generation(root: Path, gen: Path, embedder: Embedder | None) -> Index:
     def damaged(what: str) -> IndexDamaged:
         return IndexDamaged(f"index at {root} ({gen.name}) is damaged: {what}. "
-                            f"Check it with: policyrag index verify --index {root}")
+                            f"Repair it with: policyrag index rebuild --index {root}. "
+                            f"Check it with: policyrag index verify --index {root}", what)
 
     if not gen.is_dir():
         raise damaged(f"{store.CURRENT} names {gen.name}, which does not exist")
@@ -179,8 +195,6 @@ def _load_generation(root: Path, gen: Path, embedder: Embedder | None) -> Index:
         raise damaged("manifest.json is missing") from None
     except (OSError, ValueError, TypeError) as exc:
         raise damaged(f"manifest.json cannot be read ({exc})") from None
-    if embedder is not None:
-        check_model(manifest, embedder, root)
     for name in FILES[1:]:
         try:
             size = (gen / name).stat().st_size
@@ -194,6 +208,10 @@ def _load_generation(root: Path, gen: Path, embedder: Embedder | None) -> Index:
         vectors = faiss.read_index(str(gen / "vectors.faiss"))
     except RuntimeError:
         raise damaged("vectors.faiss cannot be read by FAISS (truncated or corrupted)") from None
+    # Before the model check: an edited dimension is damage, not another model.
+    if vectors.d != manifest.dim:
+        raise damaged(f"vectors.faiss holds {vectors.d}-dim vectors, manifest.json says "
+                      f"{manifest.dim}")
     try:
         docs = {d["doc_id"]: Document.from_dict(d)
                 for d in store.load_jsonl(gen / "documents.jsonl")}
@@ -204,11 +222,14 @@ def _load_generation(root: Path, gen: Path, embedder: Embedder | None) -> Index:
         raise damaged(f"{Path(exc.filename or '?').name} is missing") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise damaged(f"the chunk or document store cannot be read ({exc})") from None
-    if vectors.d != manifest.dim:
-        raise damaged(f"vectors.faiss holds {vectors.d}-dim vectors, manifest.json says "
-                      f"{manifest.dim}")
     if vectors.ntotal != len(chunks):
         raise damaged(f"vectors.faiss holds {vectors.ntotal} vectors for {len(chunks)} chunks")
+    bad = first_mismatch(root, gen, FILES[1:], manifest.checksums)
+    if bad is not None:
+        raise damaged(f"{bad} does not match its checksum in manifest.json "
+                      "(corrupted or edited in place)")
+    if embedder is not None:
+        check_model(manifest, embedder, root)
     tokens = [r.get("tokens", "").split() for r in rows]
     return Index(root, gen, manifest, docs, chunks, vectors, tokens)
 
@@ -247,6 +268,8 @@ class Change:
     duplicates: list[tuple[str, str]] = field(default_factory=list)
     # (doc_id, source, why): reports a rebuild kept from the text stored in the index
     kept: list[tuple[str, str, str]] = field(default_factory=list)
+    # (source, doc_id it asked for, doc_id given, source of the report that has that id)
+    renamed: list[tuple[str, str, str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     generation: str | None = None
 
@@ -279,14 +302,40 @@ def _absolute(docs: list[Document]) -> list[Document]:
 
 def _write(root: Path, manifest: Manifest, docs: list[Document], chunks: list[Chunk],
            vectors: np.ndarray, lexicon: list[str], keep: int,
-           known_tokens: dict[str, str] | None = None) -> Path:
+           known_tokens: dict[str, str] | None = None, collect: bool = True) -> Path:
+    """Write and commit a generation; on failure remove the half-written folder at once
+    (on a full disk that frees the space) and leave the live generation as it was."""
     tmp = store.new_generation_dir(root)
+    try:
+        _fill(tmp, manifest, docs, chunks, vectors, lexicon, known_tokens)
+        return store.commit_generation(root, tmp, keep, collect)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _disk_full(root, exc) from None
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # renamed away when the commit succeeded
+
+
+def _disk_full(root: Path, exc: OSError) -> DiskFull:
+    where = exc.filename or root
+    live = store.read_current(root)
+    kept = (f"the previous index ({live}) is intact and still live" if live
+            else "no index was there before, and none was written")
+    return DiskFull(f"the disk is full: no space left on the device holding {where}; {kept}. "
+                    "Free some space and run the command again")
+
+
+def _fill(tmp: Path, manifest: Manifest, docs: list[Document], chunks: list[Chunk],
+          vectors: np.ndarray, lexicon: list[str], known_tokens: dict[str, str] | None) -> None:
     tokens = _tokens(chunks, lexicon, known_tokens)
     chunk_rows = [{**asdict(c), "tokens": tokens[c.chunk_id]} for c in chunks]
     flat = faiss.IndexFlatIP(manifest.dim)
     if len(vectors):
         flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    faiss.write_index(flat, str(tmp / "vectors.faiss"))
+    # Serialised here and written by Python, so a full disk is an OSError with its errno
+    # (FAISS's own writer turns it into an opaque RuntimeError).
+    store.write_file_durably(tmp / "vectors.faiss", faiss.serialize_index(flat).tobytes())
     store.test_pause("mid_write")
     store.write_file_durably(tmp / "chunks.jsonl", store.dump_jsonl(chunk_rows))
     store.write_file_durably(tmp / "documents.jsonl",
@@ -299,15 +348,6 @@ def _write(root: Path, manifest: Manifest, docs: list[Document], chunks: list[Ch
     manifest.sizes = {name: (tmp / name).stat().st_size for name in FILES[1:]}
     store.write_file_durably(tmp / "manifest.json",
                              json.dumps(asdict(manifest), ensure_ascii=False, indent=2).encode())
-    return store.commit_generation(root, tmp, keep)
-
-
-def file_checksum(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _embed(chunks: list[Chunk], embedder: Embedder, settings: Settings,
@@ -377,7 +417,7 @@ def build_index(root: Path, docs: list[Document], embedder: Embedder, settings: 
 
 
 def _write_new(root: Path, manifest: Manifest, docs: list[Document], embedder: Embedder,
-               settings: Settings, progress: bool) -> Change:
+               settings: Settings, progress: bool, collect: bool = True) -> Change:
     if not docs:
         raise IndexError_("nothing to index: no readable reports were given")
     chunks = _chunk_all(docs, settings, embedder)
@@ -385,17 +425,8 @@ def _write_new(root: Path, manifest: Manifest, docs: list[Document], embedder: E
     vectors, tokens = _embed_and_tokenize(chunks, embedder, settings, progress, lexicon)
     manifest.sources = sorted(set(manifest.sources) | {d.source for d in docs})
     gen = _write(root, manifest, docs, chunks, vectors, lexicon, settings.generations_kept,
-                 tokens)
+                 tokens, collect)
     return Change(added=[d.doc_id for d in docs], generation=gen.name)
-
-
-def _free_id(doc: Document, taken: set[str]) -> str:
-    candidate = f"{doc.doc_id}-{doc.content_hash[:8]}"
-    n = 2
-    while candidate in taken:
-        candidate = f"{doc.doc_id}-{doc.content_hash[:8]}-{n}"
-        n += 1
-    return candidate
 
 
 def add(root: Path, new_docs: list[Document], embedder: Embedder, settings: Settings,
@@ -417,7 +448,7 @@ def add(root: Path, new_docs: list[Document], embedder: Embedder, settings: Sett
         old = open_index(root, embedder)
         by_source = {_source_key(d.source): d for d in old.documents.values()}
         by_hash = {d.content_hash: d.doc_id for d in old.documents.values()}
-        taken = set(old.documents)
+        taken = {d.doc_id: d.source for d in old.documents.values()}
         change = Change()
         fresh: list[Document] = []
         seen_sources: set[str] = set()
@@ -439,9 +470,11 @@ def add(root: Path, new_docs: list[Document], embedder: Embedder, settings: Sett
                 continue
             else:
                 if doc.doc_id in taken:
-                    doc.doc_id = _free_id(doc, taken)
+                    given = distinct_id(doc.doc_id, doc.content_hash, taken)
+                    change.renamed.append((doc.source, doc.doc_id, given, taken[doc.doc_id]))
+                    doc.doc_id = given
                 change.added.append(doc.doc_id)
-            taken.add(doc.doc_id)
+            taken[doc.doc_id] = doc.source
             by_hash[doc.content_hash] = doc.doc_id
             fresh.append(doc)
         if not fresh:
@@ -504,37 +537,168 @@ def _rewrite(root: Path, old: Index, drop: set[str], fresh: list[Document],
                   known)
 
 
-def stored_documents(root: Path) -> tuple[list[Document], Manifest | None, str]:
-    """The reports of the newest generation whose document store still reads, for a rebuild.
+@dataclass
+class Stored:
+    """The reports a rebuild starts from, and whether old generations may then be collected."""
+    docs: list[Document]
+    manifest: Manifest | None
+    used: str
+    notes: list[str] = field(default_factory=list)
+    # False after damage or a fallback: every generation stays on disk, for a person to judge.
+    collect: bool = True
 
-    Falls back to older generations when the live one is damaged; says which one it used.
+
+def _try_manifest(gen: Path) -> Manifest | None:
+    try:
+        return Manifest.from_dict(store.read_json(gen / "manifest.json"))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _read_whole(gen: Path) -> Stored:
+    """A generation's reports, all of them or an IndexDamaged naming what does not read."""
+    try:
+        docs = [Document.from_dict(d) for d in store.load_jsonl(gen / "documents.jsonl")]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise IndexDamaged(f"{gen / 'documents.jsonl'} cannot be read ({exc})") from None
+    return Stored(docs, _try_manifest(gen), gen.name)
+
+
+def _older(root: Path, live: str | None) -> str:
+    """Where a person can go from a damaged live generation: older ones, or the files."""
+    parts = []
+    for gen in reversed(store.generations(root)):
+        if gen.name != live:
+            m = _try_manifest(gen)
+            parts.append(f"{gen.name} ({m.documents if m else '?'} reports)")
+    hint = (f"Older generations are still on disk: {', '.join(parts)}; to rebuild from one, "
+            "losing what was added after it: policyrag index rebuild --from GENERATION "
+            f"--index {root}. Or " if parts else "")
+    return hint + f"build anew from the report files: policyrag index build PATHS... --index {root}"
+
+
+def stored_documents(root: Path, from_generation: str | None = None) -> Stored:
+    """The reports a rebuild re-reads: the live generation's, never an older one's unasked.
+
+    A live document store with broken lines is repaired from the source files its manifest
+    records; if some report cannot be found there, this refuses (IndexDamaged) rather than
+    rebuild with fewer reports. An empty CURRENT falls back to the newest generation, and says so.
     """
     live = store.read_current(root)
-    candidates = [root / live] if live else []
-    candidates += [g for g in reversed(store.generations(root)) if g.name != live]
-    if not candidates:
-        raise _missing(root)
-    for gen in candidates:
+    if from_generation is not None:
+        gen = root / from_generation
+        if gen not in store.generations(root):
+            raise IndexError_(f"no generation {from_generation!r} in {root}; there are: "
+                              f"{', '.join(g.name for g in store.generations(root)) or 'none'}")
+        stored = _read_whole(gen)
+        stored.notes.append(f"rebuilt from {gen.name} as asked (the live one was {live}); "
+                            "no generation was removed")
+        stored.collect = False
+        return stored
+    if live is None:
+        gens = store.generations(root)
+        if not gens:
+            raise _missing(root)
+        stored = _read_whole(gens[-1])
+        stored.notes.append(f"{root / store.CURRENT} was empty; rebuilt from {gens[-1].name}, "
+                            "the newest generation; no generation was removed")
+        stored.collect = False
+        return stored
+    gen = root / live
+    if not gen.is_dir():
+        raise IndexDamaged(f"index at {root} is damaged: {store.CURRENT} names {live}, which "
+                           f"does not exist. {_older(root, live)}")
+    manifest = _try_manifest(gen)
+    try:
+        rows, bad = store.load_jsonl_lenient(gen / "documents.jsonl")
+    except OSError as exc:
+        rows, bad = [], [f"documents.jsonl cannot be read ({exc.strerror or exc})"]
+    docs = []
+    for row in rows:
         try:
-            docs = [Document.from_dict(d) for d in store.load_jsonl(gen / "documents.jsonl")]
-        except (OSError, ValueError, KeyError, TypeError):
+            docs.append(Document.from_dict(row))
+        except TypeError:
+            bad.append(f"documents.jsonl has a row without the fields of a report ({row!r:.60})")
+    if not bad:
+        damage = _damage(root, gen)
+        notes = [f"the live generation {live} is damaged ({damage}); rebuilt from its reports; "
+                 "no generation was removed"] if damage else []
+        return Stored(docs, manifest, live, notes, collect=damage is None)
+    what = "; ".join(bad)
+    recovered, lost = _recover(gen, docs, manifest)
+    if lost == []:
+        names = ", ".join(d.doc_id for d in recovered)
+        return Stored(docs + recovered, manifest, live,
+                      [f"the live generation {live} is damaged ({what}); the report(s) it lost "
+                       f"were re-read from their recorded sources ({names}); no generation "
+                       "was removed"], collect=False)
+    which = (f"{len(lost)} report(s) ({', '.join(lost[:5])}{', ...' if len(lost) > 5 else ''})"
+             if lost else "some reports (which ones cannot be told)")
+    raise IndexDamaged(f"index at {root} ({live}) is damaged: {what}. {which} cannot be "
+                       "re-read from the sources its manifest records, and rebuilding would "
+                       f"lose them, so nothing was changed. {_older(root, live)}", what)
+
+
+def _damage(root: Path, gen: Path) -> str | None:
+    try:
+        _load_generation(root, gen, None)
+    except IndexDamaged as exc:
+        return exc.what
+    return None
+
+
+def _recover(gen: Path, good: list[Document], manifest: Manifest | None
+             ) -> tuple[list[Document], list[str] | None]:
+    """Reports lost from a broken document store, found again among the manifest's recorded
+    sources; and the doc_ids still lost (None when even that cannot be told)."""
+    from .documents import load_documents
+
+    try:
+        chunk_rows, _ = store.load_jsonl_lenient(gen / "chunks.jsonl")
+    except OSError:
+        chunk_rows = []
+    have = {d.doc_id for d in good}
+    missing: dict[str, str] = {}  # doc_id -> the text of its first chunk
+    for row in chunk_rows:
+        doc_id = row.get("doc_id")
+        if isinstance(doc_id, str) and doc_id not in have:
+            missing.setdefault(doc_id, str(row.get("text") or ""))
+    if manifest is None or (not missing and manifest.documents > len(good)):
+        return [], None
+    known = {d.source for d in good}
+    recovered = []
+    for source in manifest.sources:
+        path = Path(source)
+        if source in known or not path.is_file() or not missing:
             continue
-        try:
-            manifest: Manifest | None = Manifest.from_dict(store.read_json(gen / "manifest.json"))
-        except (OSError, ValueError, TypeError):
-            manifest = None
-        return docs, manifest, gen.name
-    raise IndexDamaged(f"no generation of {root} has a readable document store; build it anew "
-                       f"from the report files: policyrag index build PATHS... --index {root}")
+        docs, _ = load_documents([path])
+        for doc in docs:
+            doc_id = _claim(doc, path, missing)
+            if doc_id is not None:
+                doc.doc_id, doc.source = doc_id, source
+                del missing[doc_id]
+                recovered.append(doc)
+    return recovered, sorted(missing)
+
+
+def _claim(doc: Document, path: Path, missing: dict[str, str]) -> str | None:
+    """Which lost doc_id a re-read file was: by the ways ids are given, else by its text."""
+    path_hash = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+    for doc_id in (doc.doc_id, f"{path.stem}-{path_hash}", f"{doc.doc_id}-{doc.content_hash[:8]}"):
+        if doc_id in missing:
+            return doc_id
+    return next((i for i, text in missing.items() if text and text in doc.text), None)
 
 
 def rebuild(root: Path, embedder: Embedder, settings: Settings, progress: bool = False,
-            wait: float = 0.0) -> Change:
+            wait: float = 0.0, from_generation: str | None = None) -> Change:
     """Re-read every indexed report from its recorded source file and re-embed it all.
 
     Keeps each report's doc_id. A report whose source file has vanished or no longer reads is
-    kept from the text stored in the index (listed in Change.kept), never dropped. Works on a
-    damaged index as long as some generation's document store reads, and with a new model.
+    kept from the text stored in the index (listed in Change.kept), never dropped. A damaged
+    index is repaired from its own reports (and, for a broken document store, from the
+    recorded source files), or refused when that would lose reports; after damage no
+    generation is removed. With `from_generation`, starts from that older generation.
     """
     from .documents import read_document
     from .metadata import read_sidecar
@@ -543,15 +707,12 @@ def rebuild(root: Path, embedder: Embedder, settings: Settings, progress: bool =
     if store.read_current(root) is None and not store.generations(root):
         raise _missing(root)
     with store.writer_lock(root, wait):
-        stored, old_manifest, used = stored_documents(root)
-        if not stored:
+        stored = stored_documents(root, from_generation)
+        if not stored.docs:
             raise IndexError_(f"{root} holds no reports; nothing to rebuild")
         docs: list[Document] = []
-        change = Change()
-        if used != store.read_current(root):
-            change.notes.append(f"the live generation is damaged; rebuilt from the reports of "
-                                f"{used}, the newest readable one")
-        for old in sorted(stored, key=lambda d: d.doc_id):
+        change = Change(notes=list(stored.notes))
+        for old in sorted(stored.docs, key=lambda d: d.doc_id):
             path = Path(old.source)
             try:
                 if not path.is_file():
@@ -565,9 +726,9 @@ def rebuild(root: Path, embedder: Embedder, settings: Settings, progress: bool =
                 continue
             doc.doc_id, doc.source = old.doc_id, old.source
             docs.append(doc)
-        sources = old_manifest.sources if old_manifest else []
+        sources = stored.manifest.sources if stored.manifest else []
         manifest = _new_manifest(embedder, settings, sources)
-        written = _write_new(root, manifest, docs, embedder, settings, progress)
+        written = _write_new(root, manifest, docs, embedder, settings, progress, stored.collect)
         change.added, change.generation = written.added, written.generation
         return change
 
@@ -582,6 +743,8 @@ def verify(root: Path, embedder: Embedder | None = None) -> list[str]:
     root = Path(root)
     name = store.read_current(root)
     if name is None:
+        if store.current_is_blank(root):
+            return [f"{root / store.CURRENT} is empty, so no generation is live"]
         raise _missing(root)
     gen = root / name
     if not gen.is_dir():
@@ -603,7 +766,7 @@ def verify(root: Path, embedder: Embedder | None = None) -> list[str]:
         if want is not None and size != want:
             problems.append(f"{fname} is {size} bytes, manifest.json says {want} "
                             "(truncated or overwritten)")
-        elif manifest.checksums.get(fname) != file_checksum(path):
+        elif not matches(path, manifest.checksums.get(fname)):
             problems.append(f"{fname} does not match its checksum in manifest.json "
                             "(corrupted or edited)")
         else:

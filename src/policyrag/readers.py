@@ -216,19 +216,61 @@ def read_file(path: Path) -> str:
 
 
 def discover(paths: Iterable[Path]) -> tuple[list[Path], list[ReadError]]:
-    """Expand folders into the supported files inside them, sorted for stable ids."""
+    """Expand folders into the supported files inside them, sorted for stable ids.
+
+    What a folder holds that is not a file or a folder (a symbolic link loop, a broken link, a
+    link to a folder, a named pipe, a socket, a device) is skipped and named once, with why;
+    opening a named pipe would hang the build.
+    """
+    import errno
+    import stat
+
+    def special(path: Path) -> str | None:
+        """Why `path` cannot be read as a file, or None if it is a file or a real folder."""
+        try:
+            mode = path.stat().st_mode  # follows links
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "is a symbolic link loop; skipped"
+            if path.is_symlink():
+                return "is a broken symbolic link (its target does not exist); skipped"
+            return f"cannot be read ({exc.strerror or exc}); skipped"
+        if stat.S_ISREG(mode):
+            return None
+        if stat.S_ISDIR(mode):
+            return ("is a link to a folder, which is not followed; skipped (name the folder "
+                    "itself to index it)") if path.is_symlink() else None
+        kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket"
+                if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or
+                stat.S_ISBLK(mode) else "not a regular file")
+        return f"is {kind}, not a file; skipped"
+
     found: list[Path] = []
     errors: list[ReadError] = []
+    named: set[Path] = set()
+
+    def skip(path: Path, why: str) -> None:
+        if path not in named:
+            named.add(path)
+            errors.append(ReadError(path, why))
+
     for p in paths:
         if p.is_dir():
-            inside = sorted(f for f in p.rglob("*") if f.is_file()
-                            and f.suffix.lower() in READERS and not f.name.startswith("."))
-            inside = [f for f in inside if f.name.lower() != "readme.md"]
+            inside = []
+            for f in sorted(p.rglob("*")):
+                if f.name.startswith("."):
+                    continue
+                why = special(f)
+                if why is not None:
+                    skip(f, why)
+                elif (f.is_file() and f.suffix.lower() in READERS
+                      and f.name.lower() != "readme.md"):
+                    inside.append(f)
             if not inside:
-                errors.append(ReadError(p, "folder holds no .txt/.md/.html/.docx/.pdf files"))
+                skip(p, "folder holds no .txt/.md/.html/.docx/.pdf files")
             found.extend(inside)
         elif p.exists():
             found.append(p)
         else:
-            errors.append(ReadError(p, "no such file or folder"))
+            skip(p, (special(p) if p.is_symlink() else None) or "no such file or folder")
     return found, errors

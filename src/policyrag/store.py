@@ -84,6 +84,14 @@ def read_current(root: Path) -> str | None:
         return None
 
 
+def current_is_blank(root: Path) -> bool:
+    """CURRENT exists but names nothing (emptied by hand or by a broken disk)."""
+    try:
+        return not (root / CURRENT).read_text("utf-8").strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return False
+
+
 def current_generation(root: Path) -> Path | None:
     name = read_current(root)
     if name is None:
@@ -165,7 +173,8 @@ def new_generation_dir(root: Path) -> Path:
     return tmp
 
 
-def commit_generation(root: Path, tmp: Path, keep: int = 2) -> Path:
+def commit_generation(root: Path, tmp: Path, keep: int = 2, collect: bool = True) -> Path:
+    """Make `tmp` the live generation; with `collect`, drop generations beyond `keep`."""
     test_pause("before_commit")
     for f in tmp.iterdir():
         with f.open("rb") as fh:
@@ -182,7 +191,8 @@ def commit_generation(root: Path, tmp: Path, keep: int = 2) -> Path:
     os.replace(marker_tmp, root / CURRENT)
     fsync_dir(root)
     test_pause("after_current")
-    collect_garbage(root, keep)
+    if collect:
+        collect_garbage(root, keep)
     return final
 
 
@@ -203,6 +213,25 @@ def read_json(path: Path) -> dict:
 
 def dump_jsonl(rows: list[dict]) -> bytes:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+
+
+def load_jsonl_lenient(path: Path) -> tuple[list[dict], list[str]]:
+    """The rows that parse, and one message per line that does not (for salvaging)."""
+    rows, bad = [], []
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                bad.append(f"{path.name} line {number} is not valid JSON ({exc})")
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+            else:
+                bad.append(f"{path.name} line {number} is not a JSON object")
+    return rows, bad
 
 
 def load_jsonl(path: Path) -> list[dict]:

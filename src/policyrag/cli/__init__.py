@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -58,6 +59,14 @@ def run(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespa
         return func(args) or 0
     except known as exc:
         print(f"policyrag: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # Writers turn this into index.DiskFull; this catches a full disk anywhere else.
+        print(f"policyrag: error: the disk is full: no space left for {exc.filename or 'a file'}"
+              f"; the index is unchanged unless a commit finished. Free some space and run "
+              "the command again", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("policyrag: interrupted; the index is unchanged unless a commit finished",

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..display import quoted
 from ..engine import Engine
 from . import UserError, emit_json
 
@@ -47,7 +48,13 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                         description="Re-read every indexed report from its recorded source file "
                                     "and re-embed them all, keeping their doc_ids; with --model, "
                                     "with a new model. A report whose source file is gone is "
-                                    "kept from the text stored in the index, and said so.")
+                                    "kept from the text stored in the index, and said so. A "
+                                    "damaged index is repaired from its recorded sources, or "
+                                    "refused (exit 2) when that would lose reports; after "
+                                    "damage no old generation is removed.")
+    p.add_argument("--from", dest="from_generation", metavar="GENERATION",
+                   help="rebuild from this older generation (e.g. gen-000003) instead of the "
+                        "live one, losing what came after it")
     p.set_defaults(func=cmd_rebuild)
 
     p = isub.add_parser("info", parents=[common], help="what is in the index")
@@ -73,15 +80,17 @@ def _report_errors(errors) -> int:
 
     failed = 0
     for err in errors:
+        # One line per file, whatever its name holds (a newline in a name is shown as \n).
+        line = f"{quoted(err.path)}: {quoted(err.reason)}"
         if isinstance(err, DuplicateReport):
-            print(f"duplicate {err}", file=sys.stderr)
+            print(f"duplicate {line}", file=sys.stderr)
         elif isinstance(err, KeptStoredText):
-            print(f"kept {err}", file=sys.stderr)
+            print(f"kept {line}", file=sys.stderr)
         elif isinstance(err, Notice):
-            print(f"note: {err}", file=sys.stderr)
+            print(f"note: {line}", file=sys.stderr)
         else:
             failed += 1
-            print(f"skipped {err}", file=sys.stderr)
+            print(f"skipped {line}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -104,9 +113,9 @@ def cmd_add(args: argparse.Namespace) -> int:
           f"unchanged {len(change.unchanged)}, duplicates {len(change.duplicates)}"
           + (f" -> {change.generation}" if change.generation else " (index not rewritten)"))
     for doc_id in change.added:
-        print(f"  added     {doc_id}")
+        print(f"  added     {quoted(doc_id)}")
     for doc_id in change.replaced:
-        print(f"  replaced  {doc_id}")
+        print(f"  replaced  {quoted(doc_id)}")
     return status
 
 
@@ -120,7 +129,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     from ..readers import KeptStoredText
 
     engine = _engine(args)
-    gen, notices = engine.rebuild(args.wait)
+    gen, notices = engine.rebuild(args.wait, args.from_generation)
     status = _report_errors(notices)
     m = engine.info()["manifest"]
     kept = sum(1 for n in notices if isinstance(n, KeptStoredText))

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from ..display import quoted
 from ..engine import Engine
 from . import UserError
 
@@ -39,7 +40,7 @@ def ensure_index(engine: Engine, seeds: Path, out: TextIO | None = None) -> bool
     t0 = time.monotonic()
     gen, errors = engine.build([seeds])
     for err in errors:
-        print(f"skipped {err}", file=out)
+        print(f"skipped {quoted(err.path)}: {quoted(err.reason)}", file=out)
     m = engine.info()["manifest"]
     print(f"policyrag: built {engine.root} ({gen}): {m['documents']} reports, {m['chunks']} "
           f"chunks in {time.monotonic() - t0:.0f} s", file=out, flush=True)

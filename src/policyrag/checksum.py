@@ -1,0 +1,106 @@
+"""Content checksums of a generation's files, and a cache of the ones already verified.
+
+Opening an index checks every file against the checksum its manifest records, so that bytes
+flipped in place (same size, still parseable) are refused instead of served. xxh3-128 reads at
+memory speed; the cache keyed by each file's (size, mtime_ns, ctime_ns, inode) makes a warm
+open skip even that. ctime cannot be set back by `touch`, so an edit is always seen as one.
+`index verify` never trusts the cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+
+import xxhash
+
+from .config import cache_dir
+
+ALGORITHM = "xxh3_128"
+BLOCK = 1 << 22
+
+
+def file_checksum(path: Path) -> str:
+    """`xxh3_128:<hex>`; manifests written before it hold bare sha256 hex digests."""
+    digest = xxhash.xxh3_128()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(BLOCK), b""):
+            digest.update(block)
+    return f"{ALGORITHM}:{digest.hexdigest()}"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(BLOCK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def matches(path: Path, recorded: str | None) -> bool:
+    """Whether `path` holds what `recorded` (a manifest's checksum) says; False if none."""
+    if not recorded:
+        return False
+    if recorded.startswith(f"{ALGORITHM}:"):
+        return file_checksum(path) == recorded
+    return _sha256(path) == recorded
+
+
+def _stamp(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def _cache_file(root: Path) -> Path:
+    key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:24]
+    return cache_dir() / "verified" / f"{key}.json"
+
+
+def _load_cache(root: Path, gen: Path) -> dict:
+    try:
+        data = json.loads(_cache_file(root).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("generation") != str(gen.resolve()):
+        return {}
+    files = data.get("files")
+    return files if isinstance(files, dict) else {}
+
+
+def _save_cache(root: Path, gen: Path, files: dict) -> None:
+    """Best effort: a read-only or full cache folder only costs the next open a re-check."""
+    path = _cache_file(root)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({"generation": str(gen.resolve()), "files": files}), "utf-8")
+        os.replace(tmp, path)
+    with contextlib.suppress(OSError):
+        tmp.unlink()
+
+
+def first_mismatch(root: Path, gen: Path, names: tuple[str, ...],
+                   recorded: dict[str, str]) -> str | None:
+    """The first of `names` in `gen` whose content differs from its recorded checksum, else
+    None. Files verified before and not touched since (same stat stamp) are not re-read."""
+    cached = _load_cache(root, gen)
+    fresh: dict[str, list] = {}
+    for name in names:
+        want = recorded.get(name)
+        if not want:
+            continue  # an index from before checksums were recorded: nothing to compare
+        path = gen / name
+        stamp = _stamp(path)
+        if cached.get(name) == [*stamp, want]:
+            fresh[name] = cached[name]
+            continue
+        if not matches(path, want):
+            return name
+        fresh[name] = [*stamp, want]
+    if fresh != cached:
+        _save_cache(root, gen, fresh)
+    return None

@@ -169,3 +169,24 @@ def test_by_locality_lists_only_localities_whose_reports_answer(engine):
     answer = Answerer(engine).ask("各地区分别把哪些工作作为重点？", by_locality=True)
     names = [a.locality for a in answer.localities]
     assert sorted(names[:2]) == ["丽水市", "温州市"] and set(names) == set(SEED_LOCALITIES.values())
+
+
+@pytest.mark.parametrize("question, kind, allowed", [
+    ("哪个区说本地经济是从老百姓那里起步、靠民间兴旺起来的?", "districts and counties",
+     {"莲都区", "路桥区"}),
+    ("哪個開發區要讓企業儘早納入統計?", "development zones", {"丽水经开区"}),
+    ("经开区怎样保证重点工程的用地和钱?", "development zones", {"丽水经开区"}),
+    ("Which city wants to be the southern gateway of the Yangtze River Delta?", "cities",
+     {"丽水市", "温州市"}),
+])
+def test_a_question_asking_which_kind_of_place_searches_those_reports(engine, question, kind,
+                                                                      allowed):
+    plan = engine.searcher().plan(question)
+    assert plan.asked_kind == kind and kind in plan.notice
+    assert _localities(engine.search(question, 10)) <= allowed
+
+
+def test_the_kind_of_place_asked_about_is_a_filter_that_can_be_lifted(engine):
+    question = "哪个区说本地经济是从老百姓那里起步?"
+    assert engine.searcher().plan(question, places=False).filters.is_empty()
+    assert len(_localities(engine.search(question, 20, places=False))) > 2

@@ -278,7 +278,7 @@ def format_reports(reports: Sequence[Report], show_misses: bool = True) -> str:
     lines = [head, "-" * len(head)]
     for r in reports:
         lines.append(_row("all", r.mode, len(r.outcomes), r.overall()))
-    for attr in ("lang", "kind"):
+    for attr in ("lang", "kind", "place"):
         groups = sorted({g for r in reports for g in r.by(attr)})
         if groups == ["-"]:
             continue
@@ -287,8 +287,13 @@ def format_reports(reports: Sequence[Report], show_misses: bool = True) -> str:
                 s = r.by(attr).get(g)
                 if s:
                     lines.append(_row(f"{attr}={g}", r.mode, int(s["n"]), s))
-    if not show_misses:
-        return "\n".join(lines)
+    if show_misses:
+        lines.append(format_misses(reports))
+    return "\n".join(lines)
+
+
+def format_misses(reports: Sequence[Report]) -> str:
+    lines = []
     for r in reports:
         bad = r.unanswerable()
         if bad:

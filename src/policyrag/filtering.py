@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import cached_property
 
@@ -40,10 +40,11 @@ class Filters:
     date_from: str | None = None
     date_to: str | None = None
     doc_types: list[str] | None = None
+    levels: list[str] | None = None  # locality levels: national, province, city, county, zone
 
     def __post_init__(self) -> None:
         # An API caller may pass one name as a plain string: "Wenzhou" is one place, not seven.
-        for name in ("localities", "doc_ids", "doc_types"):
+        for name in ("localities", "doc_ids", "doc_types", "levels"):
             value = getattr(self, name)
             if isinstance(value, str):
                 setattr(self, name, [value] if value.strip() else None)
@@ -63,6 +64,8 @@ class Filters:
         if self.doc_ids and doc.doc_id not in self.doc_ids:
             return False
         if self.doc_types and (doc_type(doc) not in self.doc_types):
+            return False
+        if self.levels and doc.locality_level not in self.levels:
             return False
         return date_admits(doc.date, self.date_from, self.date_to)
 
@@ -131,6 +134,7 @@ class PlacePlan:
     named: list[str] = field(default_factory=list)     # places applied as a filter
     missing: list[str] = field(default_factory=list)   # named, but no report of them indexed
     suggestions: list[str] = field(default_factory=list)
+    asked_kind: str | None = None  # “哪个区…”: the kind of place the question asks about
 
     @property
     def notice(self) -> str | None:
@@ -138,6 +142,9 @@ class PlacePlan:
         if self.named:
             parts.append(f"searching only reports of {', '.join(self.named)} and the places "
                          "under it (named in the question; --all-places to search everything)")
+        if self.asked_kind:
+            parts.append(f"searching only reports of {self.asked_kind} (the question asks which "
+                         "one; --all-places to search everything)")
         if self.missing:
             near = f"; nearest known: {', '.join(self.suggestions)}" if self.suggestions else ""
             parts.append(f"no report of {', '.join(self.missing)} is indexed, so all reports "
@@ -204,6 +211,9 @@ class IndexView:
                 hint = f"; nearest: {', '.join(near)}" if near else ""
                 raise FilterError(f"no report with id {d!r} in the index{hint} "
                                   "(see: policyrag index info)")
+        for level in filters.levels or []:
+            if level not in LEVELS:
+                raise FilterError(f"unknown level {level!r}; choose from {', '.join(LEVELS)}")
         for t in filters.doc_types or []:
             if t not in DOC_TYPES:
                 raise FilterError(f"unknown document type {t!r}; choose from "
@@ -226,6 +236,10 @@ class IndexView:
         if filters.doc_types:
             per_type = np.array([t in filters.doc_types for t in self.types], dtype=bool)
             ok &= per_type[self.doc_type]
+        if filters.levels:
+            per_loc = np.append([self.levels.get(n) in filters.levels for n in self.localities],
+                                False)
+            ok &= per_loc[self.doc_loc]
         if filters.date_from or filters.date_to:
             ok &= self.dates != ""
             if filters.date_from:
@@ -246,6 +260,7 @@ class IndexView:
         alone = [("locality", Filters(localities=filters.localities)),
                  ("report", Filters(doc_ids=filters.doc_ids)),
                  ("type", Filters(doc_types=filters.doc_types)),
+                 ("level", Filters(levels=filters.levels)),
                  ("date", Filters(date_from=filters.date_from, date_to=filters.date_to))]
         for name, f in alone:
             if not f.is_empty() and not self.doc_mask(f).any():
@@ -278,14 +293,42 @@ class IndexView:
 
     def plan(self, question: str, filters: Filters | None, auto: bool = True) -> PlacePlan:
         base = filters or Filters()
-        if not auto or base.localities or base.doc_ids:
+        if not auto or base.localities or base.doc_ids or base.levels:
             return PlacePlan(base)
         named, missing = self.places_in(question)
         suggestions = nearest(missing[0], sorted(self.known_places)) if missing else []
-        if not named:
+        if named:
+            narrowed = replace(base, localities=named)
+            return PlacePlan(narrowed, named, missing, suggestions)
+        kind = asked_kind(question)
+        if kind is None or not self.doc_mask(replace(base, levels=list(ASKED[kind]))).any():
             return PlacePlan(base, [], missing, suggestions)
-        narrowed = Filters(named, base.doc_ids, base.date_from, base.date_to, base.doc_types)
-        return PlacePlan(narrowed, named, missing, suggestions)
+        return PlacePlan(replace(base, levels=list(ASKED[kind])), [], missing, suggestions, kind)
+
+
+# “Which district / zone / locality …”: the levels of government such a question is about.
+ASKED = {"districts and counties": ("county",), "development zones": ("zone",),
+         "cities": ("city",), "provinces": ("province",),
+         "local governments": ("province", "city", "county", "zone")}
+_ASKED_PATTERNS = [
+    ("development zones", re.compile(r"哪[个些家](?:开发区|经开区|高新区|园区|新区)|"
+                                     r"^(?:经开区|开发区|高新区)|"
+                                     r"which (?:\w+ )?(?:development|economic|industrial) "
+                                     r"(?:zone|park)|^(?:the )?(?:development|economic) zone",
+                                     re.I)),
+    ("districts and counties", re.compile(r"哪[个些](?:区县|县区|区|县)|which (?:district|county)",
+                                          re.I)),
+    ("cities", re.compile(r"哪[个些](?:城市|市)|which city", re.I)),
+    ("provinces", re.compile(r"哪[个些]省|which province", re.I)),
+    ("local governments", re.compile(r"哪[个些](?:地方|地区)|哪里|各地|"
+                                     r"which (?:locality|localities|local|place|region)|"
+                                     r"^where\b", re.I)),
+]
+
+
+def asked_kind(question: str) -> str | None:
+    simple = to_simplified(question).strip()
+    return next((kind for kind, pattern in _ASKED_PATTERNS if pattern.search(simple)), None)
 
 
 def _outermost_first(names: list[str]) -> list[str]:
@@ -306,6 +349,8 @@ def _describe(f: Filters) -> str:
         parts.append("report " + ", ".join(f.doc_ids))
     if f.doc_types:
         parts.append("type " + ", ".join(f.doc_types))
+    if f.levels:
+        parts.append("level " + ", ".join(f.levels))
     if f.date_from or f.date_to:
         parts.append(f"dates {f.date_from or '…'} to {f.date_to or '…'}")
     return "; ".join(parts)

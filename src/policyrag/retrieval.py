@@ -159,7 +159,7 @@ class Searcher:
         rows = self.allowed_rows(filters)
         if rows is not None and not len(rows):
             return []
-        depth = max(4 * k, 20)
+        depth = max(4 * k, self.settings.fusion_depth)
         n = depth if self.reranker is not None else k  # a reranker sees the deeper list
         if mode == "dense":
             ranked = self.dense(query, n, rows)

@@ -11,6 +11,7 @@ from ..evaluation import (
     QuestionFileError,
     evaluate_engine,
     format_coverage,
+    format_misses,
     format_reports,
     format_side_by_side,
     keypoint_coverage,
@@ -88,7 +89,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                          f"({args.at_scale}: {len(scale.index.documents)} texts, "
                          f"{len(scale.index.chunks)} chunks)\n",
                          format_side_by_side(reports, at_scale),
-                         "\nmisses at scale:", format_reports(at_scale).split("\n\n", 1)[-1]]
+                         "\nat scale:", format_misses(at_scale[-1:])]
         if args.keypoints is not None:
             keypoints = load_keypoints(args.keypoints)
             runs = []

@@ -138,6 +138,9 @@ class Answer:
     # Set when abstractive mode fell back to extractive; said to the user, and kept in JSON.
     notice: str | None = None
     doc_id: str | None = None  # summarize-doc only
+    # Abstractive mode: how many generated sentences were written and how many passed the
+    # check against their cited points (see checker.py).
+    check: dict | None = None
 
     def to_dict(self) -> dict:
         out: dict = {"question": self.question, "mode": self.mode,
@@ -146,6 +149,8 @@ class Answer:
             out["doc_id"] = self.doc_id
         if self.notice:
             out["notice"] = self.notice
+        if self.check is not None:
+            out["check"] = dict(self.check)
         return out
 
 

@@ -104,7 +104,7 @@ def output_grammar(lang: str, n_points: int, sentences: int = MAX_SENTENCES) -> 
     numbers = " | ".join(f'"{n}"' for n in range(1, n_points + 1))
     more = " sent?" * (sentences - 1)
     if lang == "en":
-        sent = 'sent ::= [A-Z] ch{8,220} " "? cite cite? cite? "." " "?'
+        sent = 'sent ::= [A-Z] ch{8,300} " "? cite cite? cite? "." " "?'
         ch = r'ch ::= [^\[\]\n.!?\u3000-\u303f\u4e00-\u9fff\uff00-\uffef] | [0-9] "." [0-9]'
     else:
         sent = "sent ::= ch{4,60} cite cite? cite? \"。\""
@@ -211,6 +211,14 @@ def parse_answer(text: str, points: list[Point], lang: str,
     return renumber(result.points, points)
 
 
+_MARKER_RUN = re.compile(r"(?:\[\d+\])+")
+
+
+def _sorted_markers(m: re.Match[str]) -> str:
+    numbers = sorted({int(x) for x in _MARKER.findall(m.group(0))})
+    return "".join(f"[{n}]" for n in numbers)
+
+
 def renumber(out: list[Point], points: list[Point]) -> list[Point]:
     """Markers name the model's input points; rewrite them to number the answer's citations.
 
@@ -231,7 +239,7 @@ def renumber(out: list[Point], points: list[Point]) -> list[Point]:
     renumbered = []
     for p in out:
         text = _MARKER.sub(sub, p.text)
-        renumbered.append(Point(re.sub(r"(\[\d+\])(?:\1)+", r"\1", text), list(p.citations),
+        renumbered.append(Point(_MARKER_RUN.sub(_sorted_markers, text), list(p.citations),
                                 p.score))
     return renumbered
 

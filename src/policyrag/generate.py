@@ -48,6 +48,7 @@ __all__ = [
     "OpenAICompatibleGenerator",
     "available_backend",
     "find_packaged_gguf",
+    "generator_id",
     "load_generator",
     "shared_llama",
     "unavailable_reason",
@@ -403,6 +404,17 @@ def available_backend() -> str | None:
     if _local_model_reason() is None:
         return "llama-cpp"
     return None
+
+
+def generator_id() -> str | None:
+    """A name for the model `load_generator("auto")` would use, without loading it (cheap): the
+    key under which results of that model may be cached. None when there is none."""
+    if url := os.environ.get(ENV_BASE_URL):
+        return f"openai:{os.environ.get(ENV_MODEL) or _DEFAULT_REMOTE_MODEL}@{url.rstrip('/')}"
+    if _local_model_reason() is not None:
+        return None
+    hint = _local_gguf_hint(None)
+    return f"llama-cpp:{hint.name if hint else packaged_model.MODEL_NAME}"
 
 
 def unavailable_reason() -> str | None:

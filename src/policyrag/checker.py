@@ -213,8 +213,12 @@ def _unsupported_people(body: str, cited: str) -> str | None:
 
 
 def _person_names(text: str) -> list[str]:
+    import logging
+
+    import jieba
     import jieba.posseg as pseg
 
+    jieba.setLogLevel(logging.WARNING)
     return [w.word for w in pseg.lcut(text) if w.flag == "nr" and len(w.word) >= 2]
 
 
@@ -237,10 +241,9 @@ def _check_english(body: str, cited: str, context: Context) -> str | None:
             return f"number not in its points ({w})"
     given = to_simplified(context.question + (context.locality or ""))
     spelled = _pinyin_text(cited + given)
-    for i, w in enumerate(words):
-        # Capitalised pinyin-looking words are names (Luqiao, Xu Guangwen); the first word
-        # of a sentence is capitalised anyway.
-        if i == 0 or not w[0].isupper() or w.lower() in _NOT_NAMES or not _is_pinyin(w):
+    for w in words:
+        # Capitalised pinyin-looking words are names (Luqiao, Xu Guangwen), first word too.
+        if not w[0].isupper() or w.lower() in _NOT_NAMES or not _is_pinyin(w):
             continue
         if w.lower() not in spelled:
             return f"name not in its points ({w})"

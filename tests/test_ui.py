@@ -257,8 +257,9 @@ class ScriptedGenerator:
     name = "scripted"
 
     def generate(self, prompt, *, system=None, max_tokens=512, temperature=0.2):
-        return ("Luqiao opens new fields to private capital [1]. "
-                "It pairs platforms with project chains [2].")
+        # Sentences the cited points support: the UI shows only what passed the check.
+        return ("Luqiao focuses on private investment and new models of cooperation [1]. "
+                "It will expand effective investment by stimulating private vitality [2].")
 
 
 def test_abstractive_answer_in_the_page(monkeypatch, ui_engine, new_page):
@@ -274,7 +275,7 @@ def test_abstractive_answer_in_the_page(monkeypatch, ui_engine, new_page):
         ui.ask(page, ENGLISH_Q)
         card = page.locator("#answer .pr-card")
         expect(card).to_have_count(1)
-        expect(card).to_contain_text("Luqiao opens new fields to private capital")
+        expect(card).to_contain_text("Luqiao focuses on private investment")
         expect(page.locator("#answer .pr-answer-head")).to_contain_text("abstractive")
         point = card.locator("li").first
         assert "[1]" not in point.locator(".pr-point").inner_text()  # chips replace markers

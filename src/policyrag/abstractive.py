@@ -31,6 +31,8 @@ from .script import detect_script, to_simplified, to_traditional
 DEFAULT_MAX_TOKENS = 200
 POINT_CHARS = 160      # each point is shown to the model cut to this many characters
 MAX_SENTENCES = 4
+MAX_SENTENCE_CHARS_ZH = 80   # the grammar cuts a sentence here (see output_grammar)
+MAX_SENTENCE_CHARS_EN = 300
 MIN_KEPT_SHARE = 0.5   # fewer checked sentences than this share of those written: fall back
 _MARKER = re.compile(r"\[(\d{1,2})\]")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -40,7 +42,7 @@ _SENTENCE = re.compile(r".+?(?:[。！？!?]|\.(?=\s|$|\[))(?:\s*\[\d{1,2}\])*|.
 _STREAMED_END = re.compile(r"(?:\[\d{1,2}\])+\s*[。.]")
 # Small models name the points in words (“要点1指出，…”, "Point 2 says ..."): the markers say it.
 _POINT_REFERENCE = re.compile(
-    r"(?:根据|据)?要点\s*\d+(?:\s*[和、与及]\s*\d+)*(?:中|里)?(?:指出|强调|提到|提出|表明|显示|说明)?[，,]?"
+    r"(?:根据|据)?要点\s*\d+(?:\s*[和、与及]\s*\d+)*(?:中|里)?(?:指出|强调|提到|提出|表明|显示|说明)?了?[，,]?"
     r"|\b(?:according to |as )?points? \d+(?:\s*(?:and|,)\s*\d+)*(?: (?:says|states|notes|shows))?,? ?",
     re.I)
 
@@ -104,10 +106,10 @@ def output_grammar(lang: str, n_points: int, sentences: int = MAX_SENTENCES) -> 
     numbers = " | ".join(f'"{n}"' for n in range(1, n_points + 1))
     more = " sent?" * (sentences - 1)
     if lang == "en":
-        sent = 'sent ::= [A-Z] ch{8,300} " "? cite cite? cite? "." " "?'
+        sent = f'sent ::= [A-Z] ch{{8,{MAX_SENTENCE_CHARS_EN - 1}}} " "? cite cite? cite? "." " "?'
         ch = r'ch ::= [^\[\]\n.!?\u3000-\u303f\u4e00-\u9fff\uff00-\uffef] | [0-9] "." [0-9]'
     else:
-        sent = "sent ::= ch{4,60} cite cite? cite? \"。\""
+        sent = f"sent ::= ch{{4,{MAX_SENTENCE_CHARS_ZH}}} cite cite? cite? \"。\""
         # No colon: small models otherwise open with “要点1：” and copy the point after it.
         ch = r"ch ::= [^\[\]\n。！？!?.:：a-zA-Z ]"
     return "\n".join([f"root ::= sent{more}", sent, ch, 'cite ::= "[" num "]"',
@@ -125,6 +127,8 @@ class Checked:
     points: list[Point] = field(default_factory=list)
     written: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
+    # (sentence, reason) of each dropped sentence: for benchmarks and debugging, never shown.
+    rejected: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def usable(self) -> bool:
@@ -159,9 +163,11 @@ class SentenceChecker:
         if not sentence:
             return
         self.result.written += 1
-        reason = check_sentence(sentence, self._texts, self.lang, self.context)
+        reason = _cut_off(sentence, self.lang) or check_sentence(sentence, self._texts, self.lang,
+                                                                 self.context)
         if reason is not None:
             self.result.dropped[reason.split(" (")[0]] += 1
+            self.result.rejected.append((sentence, reason))
             return
         numbers = list(dict.fromkeys(int(x) for x in _MARKER.findall(sentence)))
         cites: list[Citation] = []
@@ -187,6 +193,21 @@ class SentenceChecker:
         if buffer.strip():
             self.add(buffer)
         return "".join(full)
+
+
+# Words an English sentence cannot end on; a Chinese one cannot end on a comma or a list mark.
+_DANGLING = re.compile(r"\b(?:is|are|was|of|the|a|an|and|or|to|in|on|for|with|by|as|its|their)"
+                       r"\s*(?:\[\d+\])+\s*\.?$|[，、；,;：:]\s*(?:\[\d+\])+\s*。?$", re.I)
+
+
+def _cut_off(sentence: str, lang: str) -> str | None:
+    """A sentence the length limit (or the model) broke off mid-way is no answer."""
+    body = _MARKER.sub("", sentence).strip().rstrip("。.")
+    if _DANGLING.search(sentence):
+        return "sentence broken off"
+    if len(body) >= (MAX_SENTENCE_CHARS_EN if lang == "en" else MAX_SENTENCE_CHARS_ZH) - 1:
+        return "sentence broken off at the length limit"
+    return None
 
 
 def check_answer(text: str, points: list[Point], lang: str,
@@ -263,6 +284,9 @@ class Rewriter:
         self.max_tokens = max_tokens
         self._generator: Generator | None = None
         self._unavailable: str | None = None
+        # The check of each locality of the last rewrite, dropped sentences included (for
+        # benchmarks/abstractive.py; never part of an answer).
+        self.last_checks: list[Checked] = []
 
     def generator(self) -> Generator:
         if self._unavailable:
@@ -290,6 +314,7 @@ class Rewriter:
         rewritten: list[LocalityAnswer] = []
         problems: list[str] = []
         written = kept = 0
+        self.last_checks = []
         for loc in extractive.localities:
             if not loc.points:
                 rewritten.append(loc)
@@ -301,6 +326,7 @@ class Rewriter:
                 rewritten.append(loc)
                 continue
             written += result.written
+            self.last_checks.append(result)
             if not result.usable:
                 problems.append(f"{loc.locality}: {result.why_not()}" if loc.locality
                                 else result.why_not())

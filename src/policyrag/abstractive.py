@@ -51,12 +51,13 @@ LANGS = ("en", "zh-Hans", "zh-Hant")
 _SYSTEM = {
     "en": ("You summarise Chinese local-government reports for English readers. Use only the "
            "numbered points you are given: add no facts, numbers or names that are not in them. "
-           "Write plain English in your own words, translating every Chinese term. End every "
-           "sentence with the markers of the points it uses, like [1] or [2][3]."),
+           "Write plain English in your own words, translating every Chinese term. Every "
+           "sentence states its content in words and ends with the markers of the points it "
+           "uses, for example: \"... [1].\" or \"... [2][3].\" A marker never stands in for "
+           "words."),
     "zh-Hans": ("你为地方政府报告写简明摘要。只能使用给出的编号要点，不得添加要点中没有的事实、数字、"
-                "地名或人名。用自己的话概括要点的意思，不要照抄原句，每句不超过40字。每句话末尾写出"
-                "所依据要点的编号。示例：“某区以改革激发民营经济活力[1]。它还通过创新合作模式"
-                "引导民间资本投资[2][3]。”"),
+                "地名或人名。用自己的话概括要点的意思，不要照抄原句，每句不超过50字。每句话末尾写出"
+                "所依据要点的编号，格式如“……[1]。”或“……[2][3]。”"),
 }
 _LABELS = {
     "en": ("Question", "Locality", "Points", "Answer the question in at most {n} short English "
@@ -355,7 +356,7 @@ class Rewriter:
     def _locality(self, generator: Generator, question: str | None, loc: LocalityAnswer,
                   lang: str, on_point: OnPoint | None) -> Checked:
         system, prompt = build_prompt(question, loc.locality, loc.points, lang)
-        context = Context(question or "", loc.locality)
+        context = Context(question or "", loc.locality, system)
         emit = (lambda p: on_point(loc.locality, p)) if on_point else None
         checker = SentenceChecker(loc.points, lang, context, emit)
         if getattr(generator, "supports_grammar", False):

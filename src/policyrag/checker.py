@@ -57,17 +57,27 @@ class Context:
 
     question: str = ""
     locality: str | None = None
+    instructions: str = ""   # the system prompt: a sentence repeating it is an echo
 
 
 def markers(sentence: str) -> list[int]:
     return [int(x) for x in MARKER.findall(sentence)]
 
 
+ECHO_RUN_ZH = 8    # characters in a row shared with the instructions make an echo…
+ECHO_RUN_EN = 30   # …or, in English, this many
+
+
 def is_echo(text: str, system: str = "") -> bool:
-    """The prompt's own labels at a line start, or its instructions repeated."""
+    """The prompt's own labels at a line start, or a run of its instructions repeated."""
     if any(re.search(rf"(?m)^\s*{re.escape(label)}\s*[:：]", text) for label in ECHO_LABELS):
         return True
-    return bool(system) and system[:20] in text
+    if not system:
+        return False
+    plain = MARKER.sub("", text)
+    run = SequenceMatcher(None, plain, system, autojunk=False).find_longest_match(
+        0, len(plain), 0, len(system)).size
+    return run >= (ECHO_RUN_ZH if _CJK.search(plain) else ECHO_RUN_EN)
 
 
 def check_sentence(sentence: str, points: list[str], lang: str,
@@ -81,7 +91,7 @@ def check_sentence(sentence: str, points: list[str], lang: str,
         return "no citation marker"
     if any(not 1 <= n <= len(points) for n in numbers):
         return "cites a point that does not exist"
-    if is_echo(sentence):
+    if is_echo(sentence, context.instructions):
         return "echoes the prompt"
     cited = "".join(points[n - 1] for n in dict.fromkeys(numbers))
     body = MARKER.sub("", sentence).strip()
@@ -195,10 +205,9 @@ def _unsupported_numbers(body: str, cited: str) -> str | None:
 
 
 def _unsupported_places(body: str, cited: str, given: str, locality: str | None) -> str | None:
-    from .gazetteer import find_places, same_place
+    from .gazetteer import same_place
 
-    for m in find_places(body):
-        surface = body[m.start:m.end]
+    for surface in _place_names(body):
         if surface in cited or surface in given or (locality and same_place(surface, locality)):
             continue
         return surface
@@ -206,20 +215,36 @@ def _unsupported_places(body: str, cited: str, given: str, locality: str | None)
 
 
 def _unsupported_people(body: str, cited: str) -> str | None:
-    for word in _person_names(body):
+    for word in _tagged(body, ("nr", "nrfg", "nrt")):
         if word not in cited:
             return word
     return None
 
 
-def _person_names(text: str) -> list[str]:
+def _place_names(body: str) -> list[str]:
+    """Places the sentence names: what jieba tags as a place, and full names of divisions from
+    the gazetteer (丽水市). A bare short name that is also a common word (合作, 和平) is left to
+    jieba, which reads it as the word."""
+    from .gazetteer import find_places
+
+    full = [body[m.start:m.end] for m in find_places(body)
+            if m.end - m.start >= 3 and body[m.end - 1] in "市区县省"]
+    return list(dict.fromkeys(_tagged(body, ("ns",)) + full))
+
+
+@lru_cache(maxsize=512)
+def _tags(text: str) -> tuple[tuple[str, str], ...]:
     import logging
 
     import jieba
     import jieba.posseg as pseg
 
     jieba.setLogLevel(logging.WARNING)
-    return [w.word for w in pseg.lcut(text) if w.flag == "nr" and len(w.word) >= 2]
+    return tuple((w.word, w.flag) for w in pseg.lcut(text))
+
+
+def _tagged(text: str, flags: tuple[str, ...]) -> list[str]:
+    return [word for word, flag in _tags(text) if flag in flags and len(word) >= 2]
 
 
 # ---------------------------------------------------------------- English

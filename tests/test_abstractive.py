@@ -18,7 +18,7 @@ from policyrag.abstractive import (
     parse_answer,
 )
 from policyrag.answer import Answerer, Citation, Point, check_citations
-from policyrag.checker import Context, check_sentence
+from policyrag.checker import Context, check_sentence, check_translation
 from policyrag.documents import load_documents
 
 # Three sentences of the Luqiao report (seed 002), as the extractive answer numbers them.
@@ -85,6 +85,31 @@ def test_adversarial_sentences_are_rejected(sentence, lang, reason):
     why = _check(sentence, lang, context)
     assert why is not None
     assert re.search(reason, why), why
+
+
+SOURCE = "路桥创新政府和社会资本合作模式，推动民间资本投资"
+
+
+@pytest.mark.parametrize("english,reason", [
+    ("Luqiao is creating new models of cooperation between government and social capital to "
+     "draw in private investment [2].", None),
+    ("Luqiao will draw 30 billion yuan of private investment [2].", "number not in its points"),
+    ("Hangzhou will draw in private investment through new cooperation [2].",
+     "name not in its points"),
+    ("Luqiao is drawing in 民间资本 through new cooperation [2].", "not written in English"),
+    ("Luqiao is drawing in private investment through new cooperation.", "lost its markers"),
+    ("Luqiao is drawing in private investment through new cooperation [5].", "lost its markers"),
+])
+def test_translations_of_checked_sentences_are_checked_too(english, reason):
+    why = check_translation(english, SOURCE, LUQIAO_POINTS, LUQIAO_EN)
+    assert why is None if reason is None else (why is not None and reason in why), why
+
+
+def test_echoed_instructions_are_rejected():
+    context = Context(LUQIAO.question, LUQIAO.locality,
+                      "示例：“某县以数字化改革提升政务服务效率[1]。它还加快修建乡村道路[2][3]。”")
+    assert check_sentence("它还加快修建乡村道路[2]。", LUQIAO_POINTS, "zh-Hans", context) == \
+        "echoes the prompt"
 
 
 def _points() -> list[Point]:

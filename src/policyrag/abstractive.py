@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .answer import ABSTRACTIVE, EXTRACTIVE, Answer, Citation, LocalityAnswer, Point
-from .checker import Context, check_sentence, is_echo
+from .checker import Context, check_sentence, check_translation, is_echo
 from .generate import GenerationUnavailable, Generator, load_generator
 from .script import detect_script, to_simplified, to_traditional
 
@@ -40,25 +40,38 @@ _CJK = re.compile(r"[\u4e00-\u9fff]")
 _SENTENCE = re.compile(r".+?(?:[。！？!?]|\.(?=\s|$|\[))(?:\s*\[\d{1,2}\])*|.+$", re.S)
 # A sentence in the grammar's shape is complete once its markers are closed by a full stop.
 _STREAMED_END = re.compile(r"(?:\[\d{1,2}\])+\s*[。.]")
-# Small models name the points in words (“要点1指出，…”, "Point 2 says ..."): the markers say it.
+# Small models name the points in words (“要点1指出，…”, "Point 2 says ...") or number their
+# sentences (“1、…”): the markers say it.
 _POINT_REFERENCE = re.compile(
+    r"^\s*(?:\d{1,2}|[一二三四五六七八九十])[、.．)）]\s*|^\s*[(（]\d{1,2}[)）]\s*|"
     r"(?:根据|据)?要点\s*\d+(?:\s*[和、与及]\s*\d+)*(?:中|里)?(?:指出|强调|提到|提出|表明|显示|说明)?了?[，,]?"
     r"|\b(?:according to |as )?points? \d+(?:\s*(?:and|,)\s*\d+)*(?: (?:says|states|notes|shows))?,? ?",
     re.I)
 
 LANGS = ("en", "zh-Hans", "zh-Hant")
 
+# The examples show the shape only; a sentence repeating them is dropped as an echo.
 _SYSTEM = {
     "en": ("You summarise Chinese local-government reports for English readers. Use only the "
            "numbered points you are given: add no facts, numbers or names that are not in them. "
            "Write plain English in your own words, translating every Chinese term. Every "
            "sentence states its content in words and ends with the markers of the points it "
-           "uses, for example: \"... [1].\" or \"... [2][3].\" A marker never stands in for "
-           "words."),
+           "uses. Example: \"The county will use digital reform to speed up public services "
+           "[1]. It will also build rural roads [2][3].\""),
     "zh-Hans": ("你为地方政府报告写简明摘要。只能使用给出的编号要点，不得添加要点中没有的事实、数字、"
                 "地名或人名。用自己的话概括要点的意思，不要照抄原句，每句不超过50字。每句话末尾写出"
-                "所依据要点的编号，格式如“……[1]。”或“……[2][3]。”"),
+                "所依据要点的编号。示例：“某县以数字化改革提升政务服务效率[1]。它还加快修建乡村道路"
+                "[2][3]。”"),
 }
+_TRANSLATE_SYSTEM = ("Translate the user's Chinese sentence from a local-government report into "
+                     "one plain English sentence. Write place and person names in pinyin. Output "
+                     "only the translation.")
+TRANSLATION_TOKENS = 100
+# One English sentence: no Chinese characters, no markers (they are put back afterwards).
+TRANSLATION_GRAMMAR = "\n".join([
+    r'root ::= [A-Z] ch{3,280} "."',
+    r'ch ::= [^\[\]\n.!?\u3000-\u303f\u4e00-\u9fff\uff00-\uffef] | [0-9] "." [0-9]',
+])
 _LABELS = {
     "en": ("Question", "Locality", "Points", "Answer the question in at most {n} short English "
            "sentences, each ending with its markers."),
@@ -355,9 +368,20 @@ class Rewriter:
 
     def _locality(self, generator: Generator, question: str | None, loc: LocalityAnswer,
                   lang: str, on_point: OnPoint | None) -> Checked:
+        emit = (lambda p: on_point(loc.locality, p)) if on_point else None
+        if lang != "en":
+            return self._write(generator, question, loc, lang, emit)
+        # English: written and checked in Chinese first, where the check can compare words with
+        # the reports', then each kept sentence translated and checked again (markers, numbers,
+        # names, policy terms, no Chinese left). A direct English answer can only be checked
+        # through a small glossary, and small models invent freely in English.
+        chinese = self._write(generator, question, loc, "zh-Hans", None)
+        return self._translate(generator, question, loc, chinese, emit)
+
+    def _write(self, generator: Generator, question: str | None, loc: LocalityAnswer,
+               lang: str, emit: Callable[[Point], None] | None) -> Checked:
         system, prompt = build_prompt(question, loc.locality, loc.points, lang)
         context = Context(question or "", loc.locality, system)
-        emit = (lambda p: on_point(loc.locality, p)) if on_point else None
         checker = SentenceChecker(loc.points, lang, context, emit)
         if getattr(generator, "supports_grammar", False):
             grammar = output_grammar(lang, len(loc.points), _sentences_for(loc.points))
@@ -372,6 +396,33 @@ class Rewriter:
         for sentence in split_sentences(text):
             checker.add(sentence)
         return checker.result
+
+    def _translate(self, generator: Generator, question: str | None, loc: LocalityAnswer,
+                   chinese: Checked, emit: Callable[[Point], None] | None) -> Checked:
+        out = Checked(written=chinese.written, dropped=Counter(chinese.dropped),
+                      rejected=list(chinese.rejected))
+        texts = [to_simplified(" ".join(p.text.split())) for p in loc.points]
+        grammar = ({"grammar": TRANSLATION_GRAMMAR}
+                   if getattr(generator, "supports_grammar", False) else {})
+        for point in chinese.points:  # markers still name the model's input points
+            source = _MARKER.sub("", point.text).strip().rstrip("。")
+            marks = "".join(f"[{n}]" for n in dict.fromkeys(_MARKER.findall(point.text)))
+            english = generator.generate(source, system=_TRANSLATE_SYSTEM,
+                                         max_tokens=TRANSLATION_TOKENS, temperature=0.0,
+                                         **grammar)  # type: ignore[call-arg]
+            english = " ".join(_MARKER.sub("", english).split()).rstrip(".")
+            sentence = f"{english} {marks}."
+            context = Context(question or "", loc.locality, _TRANSLATE_SYSTEM)
+            reason = (_cut_off(sentence, "en")
+                      or check_translation(sentence, source, texts, context))
+            if reason is not None:
+                out.dropped[reason.split(" (")[0]] += 1
+                out.rejected.append((sentence, reason))
+                continue
+            out.points.append(Point(sentence, list(point.citations)))
+            if emit is not None:
+                emit(renumber(out.points, loc.points)[-1])
+        return out
 
 
 def _doc_language(answer: Answer) -> str:

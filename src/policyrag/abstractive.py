@@ -1,46 +1,81 @@
-"""Abstractive answers: a generative model rewrites the cited points, keeping their markers.
+"""Abstractive answers: a generative model rewrites the cited points, and every sentence is checked.
 
 The extractive answer comes first (see `answer.py`); its points are numbered [1], [2], … and
 handed to a `Generator` (see `generate.py`) with the question, per locality. The model writes a
 short answer in the question's language (English question, English answer; traditional
-question, traditional answer), ending each sentence with the markers of the points it used.
-Each sentence becomes a point whose citations are those of the points it names, so the JSON
-shape stays that of an extractive answer.
+question, traditional answer: written in simplified, converted with OpenCC), each sentence
+ending with the markers of the points it used. A llama.cpp grammar holds local models to that
+"sentence [n]" shape. Each sentence is then checked against the points it cites
+(`checker.py`); those that fail are dropped and counted. Each kept sentence becomes a point
+whose citations are those of the points it names, so the JSON shape stays that of an extractive
+answer.
 
-Nothing here may fail the user: no model, a model that cannot be reached, or output that is not
-an answer (small models tend to echo the prompt, or drop the markers) all fall back to the
-extractive points, with a notice that says so.
+Nothing here may fail the user: no model, a model that cannot be reached, or output of which
+too little passes the check all fall back to the extractive points, with a notice that says so.
+Generated text is never shown before it passed the check: streaming hands out checked
+sentences only.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from .answer import ABSTRACTIVE, EXTRACTIVE, Answer, Citation, LocalityAnswer, Point
+from .checker import Context, check_sentence, check_translation, is_echo
 from .generate import GenerationUnavailable, Generator, load_generator
 from .script import detect_script, to_simplified, to_traditional
 
-DEFAULT_MAX_TOKENS = 256
-POINT_CHARS = 220      # each point is shown to the model cut to this many characters
+DEFAULT_MAX_TOKENS = 200
+POINT_CHARS = 160      # each point is shown to the model cut to this many characters
+MAX_SENTENCES = 4
+MAX_SENTENCE_CHARS_ZH = 80   # the grammar cuts a sentence here (see output_grammar)
+MAX_SENTENCE_CHARS_EN = 300
+MIN_KEPT_SHARE = 0.5   # fewer checked sentences than this share of those written: fall back
 _MARKER = re.compile(r"\[(\d{1,2})\]")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 # Sentence ends, with any markers that follow the punctuation kept on the sentence.
 _SENTENCE = re.compile(r".+?(?:[。！？!?]|\.(?=\s|$|\[))(?:\s*\[\d{1,2}\])*|.+$", re.S)
+# A sentence in the grammar's shape is complete once its markers are closed by a full stop.
+_STREAMED_END = re.compile(r"(?:\[\d{1,2}\])+\s*[。.]")
+# Small models name the points in words (“要点1指出，…”, "Point 2 says ...") or number their
+# sentences (“1、…”): the markers say it.
+_POINT_REFERENCE = re.compile(
+    r"^\s*(?:\d{1,2}|[一二三四五六七八九十])[、.．)）]\s*|^\s*[(（]\d{1,2}[)）]\s*|"
+    r"(?:根据|据)?要点\s*\d+(?:\s*[和、与及]\s*\d+)*(?:中|里)?(?:指出|强调|提到|提出|表明|显示|说明)?了?[，,]?"
+    r"|\b(?:according to |as )?points? \d+(?:\s*(?:and|,)\s*\d+)*(?: (?:says|states|notes|shows))?,? ?",
+    re.I)
 
 LANGS = ("en", "zh-Hans", "zh-Hant")
 
+# The examples show the shape only; a sentence repeating them is dropped as an echo.
 _SYSTEM = {
-    "en": ("You answer questions about Chinese local-government reports in English. Use only "
-           "the numbered points you are given and do not add facts. End every sentence with "
-           "the marker of each point it uses, such as [1] or [2][3]."),
-    "zh-Hans": ("你根据给出的编号要点，用简体中文简要回答关于地方政府报告的问题。只能使用要点中的信息，"
-                "不要编造。每句话末尾用方括号标出所依据要点的编号，如[1]或[2][3]。"),
+    "en": ("You summarise Chinese local-government reports for English readers. Use only the "
+           "numbered points you are given: add no facts, numbers or names that are not in them. "
+           "Write plain English in your own words, translating every Chinese term. Every "
+           "sentence states its content in words and ends with the markers of the points it "
+           "uses. Example: \"The county will use digital reform to speed up public services "
+           "[1]. It will also build rural roads [2][3].\""),
+    "zh-Hans": ("你为地方政府报告写简明摘要。只能使用给出的编号要点，不得添加要点中没有的事实、数字、"
+                "地名或人名。用自己的话概括要点的意思，不要照抄原句，每句不超过50字。每句话末尾写出"
+                "所依据要点的编号。示例：“某县以数字化改革提升政务服务效率[1]。它还加快修建乡村道路"
+                "[2][3]。”"),
 }
+_TRANSLATE_SYSTEM = ("Translate the user's Chinese sentence from a local-government report into "
+                     "one plain English sentence. Write place and person names in pinyin. Output "
+                     "only the translation.")
+TRANSLATION_TOKENS = 100
+# One English sentence: no Chinese characters, no markers (they are put back afterwards).
+TRANSLATION_GRAMMAR = "\n".join([
+    r'root ::= [A-Z] ch{3,280} "."',
+    r'ch ::= [^\[\]\n.!?\u3000-\u303f\u4e00-\u9fff\uff00-\uffef] | [0-9] "." [0-9]',
+])
 _LABELS = {
-    "en": ("Question", "Locality", "Points", "Write a short answer (at most {n} sentences) in "
-           "English, with markers."),
-    "zh-Hans": ("问题", "地区", "要点", "请用不超过{n}句话回答，并标注编号。"),
+    "en": ("Question", "Locality", "Points", "Answer the question in at most {n} short English "
+           "sentences, each ending with its markers."),
+    "zh-Hans": ("问题", "地区", "要点", "请用不超过{n}句简体中文回答问题，每句以编号结尾。"),
 }
 
 
@@ -68,76 +103,162 @@ def build_prompt(question: str | None, locality: str | None, points: list[Point]
                     else "这份报告的主要工作重点是什么？")
     lines = [f"{q_label}: {to_simplified(question) if base != 'en' else question}"]
     if locality:
-        lines.append(f"{loc_label}: {locality}")
+        lines.append(f"{loc_label}: {to_simplified(locality)}")
     lines.append(f"{pts_label}:")
     lines += [f"[{n}] {_shorten(to_simplified(p.text))}" for n, p in enumerate(points, 1)]
-    lines += ["", ask.format(n=min(max(len(points), 2), 6))]
+    lines += ["", ask.format(n=_sentences_for(points))]
     return _SYSTEM[base], "\n".join(lines)
 
 
+def _sentences_for(points: list[Point]) -> int:
+    return min(max(len(points) - 1, 2), MAX_SENTENCES)
+
+
+def output_grammar(lang: str, n_points: int, sentences: int = MAX_SENTENCES) -> str:
+    """GBNF for `sentences` sentences at most, each text then one to three markers of given
+    points then a full stop; English forbids Chinese characters, Chinese forbids Latin words."""
+    numbers = " | ".join(f'"{n}"' for n in range(1, n_points + 1))
+    more = " sent?" * (sentences - 1)
+    if lang == "en":
+        sent = f'sent ::= [A-Z] ch{{8,{MAX_SENTENCE_CHARS_EN - 1}}} " "? cite cite? cite? "." " "?'
+        ch = r'ch ::= [^\[\]\n.!?\u3000-\u303f\u4e00-\u9fff\uff00-\uffef] | [0-9] "." [0-9]'
+    else:
+        sent = f"sent ::= ch{{4,{MAX_SENTENCE_CHARS_ZH}}} cite cite? cite? \"。\""
+        # No colon: small models otherwise open with “要点1：” and copy the point after it.
+        ch = r"ch ::= [^\[\]\n。！？!?.:：a-zA-Z ]"
+    return "\n".join([f"root ::= sent{more}", sent, ch, 'cite ::= "[" num "]"',
+                      f"num ::= {numbers}"])
+
+
 class UnusableOutput(ValueError):
-    """The model answered, but not with a cited answer in the right language."""
+    """The model answered, but too little of it passed the check."""
 
 
-def parse_answer(text: str, points: list[Point], lang: str) -> list[Point]:
-    """The model's answer as points: one per sentence, citing the points its markers name.
+@dataclass
+class Checked:
+    """One locality's generated answer after the check."""
 
-    Raises UnusableOutput when the text is empty, echoes the prompt, names no valid point, or is
-    in the wrong language.
-    """
-    text = (text or "").strip()
-    if not text:
-        raise UnusableOutput("the model returned nothing")
-    scaffolding = [label for base in _LABELS.values() for label in base[:3]]
-    if any(re.search(rf"(?m)^\s*{re.escape(label)}\s*[:：]", text) for label in scaffolding) \
-            or any(system[:20] in text for system in _SYSTEM.values()):
-        raise UnusableOutput("the model echoed the prompt instead of answering")
-    for n, p in enumerate(points, 1):
-        head = to_simplified(" ".join(p.text.split()))[:24]
-        if len(head) >= 12 and head in to_simplified(text):
-            raise UnusableOutput(f"the model copied point [{n}] instead of answering")
-    body = _MARKER.sub("", text)
-    cjk = len(_CJK.findall(body)) / max(len(re.sub(r"\s", "", body)), 1)
-    if lang == "en" and cjk > 0.2:
-        raise UnusableOutput("the model did not answer in English")
-    if lang != "en" and cjk < 0.3:
-        raise UnusableOutput("the model did not answer in Chinese")
-    if lang == "zh-Hant":
-        text = to_traditional(text)
-    elif lang == "zh-Hans":
-        text = to_simplified(text)
+    points: list[Point] = field(default_factory=list)
+    written: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    # (sentence, reason) of each dropped sentence: for benchmarks and debugging, never shown.
+    rejected: list[tuple[str, str]] = field(default_factory=list)
 
-    out: list[Point] = []
-    pending = ""  # a sentence without markers joins the next cited one
-    for m in _SENTENCE.finditer(text):
-        sentence = m.group(0).strip()
+    @property
+    def usable(self) -> bool:
+        return bool(self.points) and len(self.points) >= MIN_KEPT_SHARE * self.written
+
+    def why_not(self) -> str:
+        if not self.written:
+            return "the model wrote no sentence"
+        reasons = ", ".join(f"{r} ({n})" for r, n in self.dropped.most_common(3))
+        return (f"{len(self.points)} of {self.written} generated sentences passed the check "
+                f"against the cited points; dropped: {reasons}")
+
+
+def split_sentences(text: str) -> list[str]:
+    return [m.group(0).strip() for m in _SENTENCE.finditer(text or "") if m.group(0).strip()]
+
+
+class SentenceChecker:
+    """Checks sentences one by one as they arrive; kept ones become points with citations."""
+
+    def __init__(self, points: list[Point], lang: str, context: Context,
+                 on_point: Callable[[Point], None] | None = None) -> None:
+        self.points = points
+        self.lang = lang
+        self.context = context
+        self.on_point = on_point
+        self._texts = [to_simplified(" ".join(p.text.split())) for p in points]
+        self.result = Checked()
+
+    def add(self, sentence: str) -> None:
+        sentence = _POINT_REFERENCE.sub("", sentence).strip()
         if not sentence:
-            continue
-        numbers = [int(x) for x in _MARKER.findall(sentence)]
-        valid = [n for n in dict.fromkeys(numbers) if 1 <= n <= len(points)]
-        if numbers and not valid:
-            raise UnusableOutput(f"the model cited points that do not exist: {numbers}")
-        if not valid:
-            pending = f"{pending} {sentence}".strip()
-            continue
+            return
+        self.result.written += 1
+        reason = _cut_off(sentence, self.lang) or check_sentence(sentence, self._texts, self.lang,
+                                                                 self.context)
+        if reason is not None:
+            self.result.dropped[reason.split(" (")[0]] += 1
+            self.result.rejected.append((sentence, reason))
+            return
+        numbers = list(dict.fromkeys(int(x) for x in _MARKER.findall(sentence)))
         cites: list[Citation] = []
-        for n in valid:
-            cites += [c for c in points[n - 1].citations if c not in cites]
-        joiner = " " if lang == "en" else ""
-        out.append(Point(joiner.join(x for x in (pending, sentence) if x), cites))
-        pending = ""
-    if not out:
-        raise UnusableOutput("the answer carries no citation markers like [1]")
-    if pending:
-        out[-1].text += (" " if lang == "en" else "") + pending
-    return _renumber(out, points)
+        for n in numbers:
+            cites += [c for c in self.points[n - 1].citations if c not in cites]
+        if self.lang == "zh-Hant":
+            sentence = to_traditional(sentence)
+        elif self.lang == "zh-Hans":
+            sentence = to_simplified(sentence)
+        self.result.points.append(Point(sentence, cites))
+        if self.on_point is not None:
+            self.on_point(renumber(self.result.points, self.points)[-1])
+
+    def feed(self, pieces: Iterable[str]) -> str:
+        """Check each sentence of a stream as soon as it is complete; returns the full text."""
+        buffer, full = "", []
+        for piece in pieces:
+            full.append(piece)
+            buffer += piece
+            while m := _STREAMED_END.search(buffer):
+                self.add(buffer[:m.end()])
+                buffer = buffer[m.end():]
+        if buffer.strip():
+            self.add(buffer)
+        return "".join(full)
 
 
-def _renumber(out: list[Point], points: list[Point]) -> list[Point]:
+# Words an English sentence cannot end on; a Chinese one cannot end on a comma or a list mark.
+_DANGLING = re.compile(r"\b(?:is|are|was|of|the|a|an|and|or|to|in|on|for|with|by|as|its|their)"
+                       r"\s*(?:\[\d+\])+\s*\.?$|[，、；,;：:]\s*(?:\[\d+\])+\s*。?$", re.I)
+
+
+def _cut_off(sentence: str, lang: str) -> str | None:
+    """A sentence the length limit (or the model) broke off mid-way is no answer."""
+    body = _MARKER.sub("", sentence).strip().rstrip("。.")
+    if _DANGLING.search(sentence):
+        return "sentence broken off"
+    if len(body) >= (MAX_SENTENCE_CHARS_EN if lang == "en" else MAX_SENTENCE_CHARS_ZH) - 1:
+        return "sentence broken off at the length limit"
+    return None
+
+
+def check_answer(text: str, points: list[Point], lang: str,
+                 context: Context | None = None) -> Checked:
+    """Every sentence of a whole generated answer checked (see `checker.check_sentence`)."""
+    checker = SentenceChecker(points, lang, context or Context())
+    if any(is_echo(text or "", system) for system in _SYSTEM.values()):
+        checker.result.written = max(len(split_sentences(text)), 1)
+        checker.result.dropped["echoes the prompt"] += checker.result.written
+        return checker.result
+    for sentence in split_sentences(text):
+        checker.add(sentence)
+    return checker.result
+
+
+def parse_answer(text: str, points: list[Point], lang: str,
+                 context: Context | None = None) -> list[Point]:
+    """The checked answer as points, markers renumbered; UnusableOutput when too little passes."""
+    result = check_answer(text, points, lang, context)
+    if not result.usable:
+        raise UnusableOutput(result.why_not())
+    return renumber(result.points, points)
+
+
+_MARKER_RUN = re.compile(r"(?:\[\d+\])+")
+
+
+def _sorted_markers(m: re.Match[str]) -> str:
+    numbers = sorted({int(x) for x in _MARKER.findall(m.group(0))})
+    return "".join(f"[{n}]" for n in numbers)
+
+
+def renumber(out: list[Point], points: list[Point]) -> list[Point]:
     """Markers name the model's input points; rewrite them to number the answer's citations.
 
     After this, [m] in a locality's text is its m-th distinct citation in order of first use,
-    the numbering that the human output and the batch report list as sources.
+    the numbering that the human output and the batch report list as sources. Returns copies.
     """
     number: dict[Citation, int] = {}
     for p in out:
@@ -150,13 +271,17 @@ def _renumber(out: list[Point], points: list[Point]) -> list[Point]:
             return ""
         return "".join(f"[{number[c]}]" for c in points[n - 1].citations)
 
+    renumbered = []
     for p in out:
-        p.text = _MARKER.sub(sub, p.text)
-        p.text = re.sub(r"(\[\d+\])(?:\1)+", r"\1", p.text)
-    return out
+        text = _MARKER.sub(sub, p.text)
+        renumbered.append(Point(_MARKER_RUN.sub(_sorted_markers, text), list(p.citations),
+                                p.score))
+    return renumbered
 
 
 GeneratorSource = Callable[[], Generator]
+# Called with (locality, point) for each checked sentence as soon as it passed.
+OnPoint = Callable[[str | None, Point], None]
 
 
 class Rewriter:
@@ -173,6 +298,9 @@ class Rewriter:
         self.max_tokens = max_tokens
         self._generator: Generator | None = None
         self._unavailable: str | None = None
+        # The check of each locality of the last rewrite, dropped sentences included (for
+        # benchmarks/abstractive.py; never part of an answer).
+        self.last_checks: list[Checked] = []
 
     def generator(self) -> Generator:
         if self._unavailable:
@@ -190,7 +318,7 @@ class Rewriter:
                 raise
         return self._generator
 
-    def rewrite(self, extractive: Answer) -> Answer:
+    def rewrite(self, extractive: Answer, on_point: OnPoint | None = None) -> Answer:
         """The abstractive answer, or the extractive one with a notice saying why not."""
         try:
             generator = self.generator()
@@ -199,28 +327,103 @@ class Rewriter:
         lang = question_language(extractive.question, _doc_language(extractive))
         rewritten: list[LocalityAnswer] = []
         problems: list[str] = []
+        written = kept = 0
+        self.last_checks = []
         for loc in extractive.localities:
             if not loc.points:
                 rewritten.append(loc)
                 continue
-            system, prompt = build_prompt(extractive.question, loc.locality, loc.points, lang)
             try:
-                text = generator.generate(prompt, system=system, max_tokens=self.max_tokens)
-                points = parse_answer(text, loc.points, lang)
-            except (GenerationUnavailable, UnusableOutput) as exc:
+                result = self._locality(generator, extractive.question, loc, lang, on_point)
+            except GenerationUnavailable as exc:
                 problems.append(f"{loc.locality}: {exc}" if loc.locality else str(exc))
                 rewritten.append(loc)
                 continue
-            rewritten.append(LocalityAnswer(loc.locality, loc.doc_ids, points))
+            written += result.written
+            self.last_checks.append(result)
+            if not result.usable:
+                problems.append(f"{loc.locality}: {result.why_not()}" if loc.locality
+                                else result.why_not())
+                rewritten.append(loc)
+                continue
+            kept += len(result.points)
+            rewritten.append(LocalityAnswer(loc.locality, loc.doc_ids,
+                                            renumber(result.points, loc.points)))
+        check = {"sentences_written": written, "sentences_kept": kept}
         done = len([x for x in extractive.localities if x.points]) - len(problems)
         if done <= 0 and problems:
-            return _fallback(extractive, "the model's output was not usable ("
-                             + "; ".join(problems) + ")")
-        notice = None
+            answer = _fallback(extractive, "too little of the model's answer could be checked "
+                               "against the reports (" + "; ".join(problems) + ")")
+            answer.check = check
+            return answer
+        notices = []
         if problems:
-            notice = ("the model's output was not usable for " + "; ".join(problems)
-                      + "; those localities show the extractive points instead")
-        return Answer(extractive.question, ABSTRACTIVE, rewritten, notice, extractive.doc_id)
+            notices.append("the generated answer did not pass the check for " + "; ".join(problems)
+                           + "; those localities show the extractive points instead")
+        if written > kept and not problems:
+            notices.append(f"{written - kept} of {written} generated sentences were left out: "
+                           "the cited points did not support them")
+        return Answer(extractive.question, ABSTRACTIVE, rewritten,
+                      "; ".join(notices) or None, extractive.doc_id, scope=extractive.scope,
+                      check=check)
+
+    def _locality(self, generator: Generator, question: str | None, loc: LocalityAnswer,
+                  lang: str, on_point: OnPoint | None) -> Checked:
+        emit = (lambda p: on_point(loc.locality, p)) if on_point else None
+        if lang != "en":
+            return self._write(generator, question, loc, lang, emit)
+        # English: written and checked in Chinese first, where the check can compare words with
+        # the reports', then each kept sentence translated and checked again (markers, numbers,
+        # names, policy terms, no Chinese left). A direct English answer can only be checked
+        # through a small glossary, and small models invent freely in English.
+        chinese = self._write(generator, question, loc, "zh-Hans", None)
+        return self._translate(generator, question, loc, chinese, emit)
+
+    def _write(self, generator: Generator, question: str | None, loc: LocalityAnswer,
+               lang: str, emit: Callable[[Point], None] | None) -> Checked:
+        system, prompt = build_prompt(question, loc.locality, loc.points, lang)
+        context = Context(question or "", loc.locality, system)
+        checker = SentenceChecker(loc.points, lang, context, emit)
+        if getattr(generator, "supports_grammar", False):
+            grammar = output_grammar(lang, len(loc.points), _sentences_for(loc.points))
+            checker.feed(generator.stream(prompt, system=system,  # type: ignore[attr-defined]
+                                          max_tokens=self.max_tokens, temperature=0.0,
+                                          grammar=grammar))
+            return checker.result
+        text = generator.generate(prompt, system=system, max_tokens=self.max_tokens,
+                                  temperature=0.0)
+        if is_echo(text, system):
+            return Checked(written=1, dropped=Counter({"echoes the prompt": 1}))
+        for sentence in split_sentences(text):
+            checker.add(sentence)
+        return checker.result
+
+    def _translate(self, generator: Generator, question: str | None, loc: LocalityAnswer,
+                   chinese: Checked, emit: Callable[[Point], None] | None) -> Checked:
+        out = Checked(written=chinese.written, dropped=Counter(chinese.dropped),
+                      rejected=list(chinese.rejected))
+        texts = [to_simplified(" ".join(p.text.split())) for p in loc.points]
+        grammar = ({"grammar": TRANSLATION_GRAMMAR}
+                   if getattr(generator, "supports_grammar", False) else {})
+        for point in chinese.points:  # markers still name the model's input points
+            source = _MARKER.sub("", point.text).strip().rstrip("。")
+            marks = "".join(f"[{n}]" for n in dict.fromkeys(_MARKER.findall(point.text)))
+            english = generator.generate(source, system=_TRANSLATE_SYSTEM,
+                                         max_tokens=TRANSLATION_TOKENS, temperature=0.0,
+                                         **grammar)  # type: ignore[call-arg]
+            english = " ".join(_MARKER.sub("", english).split()).rstrip(".")
+            sentence = f"{english} {marks}."
+            context = Context(question or "", loc.locality, _TRANSLATE_SYSTEM)
+            reason = (_cut_off(sentence, "en")
+                      or check_translation(sentence, source, texts, context))
+            if reason is not None:
+                out.dropped[reason.split(" (")[0]] += 1
+                out.rejected.append((sentence, reason))
+                continue
+            out.points.append(Point(sentence, list(point.citations)))
+            if emit is not None:
+                emit(renumber(out.points, loc.points)[-1])
+        return out
 
 
 def _doc_language(answer: Answer) -> str:
@@ -232,4 +435,4 @@ def _doc_language(answer: Answer) -> str:
 def _fallback(extractive: Answer, why: str) -> Answer:
     notice = f"abstractive mode unavailable: {why}. Showing the extractive answer instead"
     return Answer(extractive.question, EXTRACTIVE, extractive.localities, notice,
-                  extractive.doc_id)
+                  extractive.doc_id, scope=extractive.scope)

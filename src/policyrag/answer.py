@@ -140,6 +140,9 @@ class Answer:
     doc_id: str | None = None  # summarize-doc only
     # The place filter the question's own place names applied, said so the user can lift it.
     scope: str | None = None
+    # Abstractive mode: how many generated sentences were written and how many passed the
+    # check against their cited points (see checker.py).
+    check: dict | None = None
 
     def to_dict(self) -> dict:
         out: dict = {"question": self.question, "mode": self.mode,
@@ -150,6 +153,8 @@ class Answer:
             out["doc_id"] = self.doc_id
         if self.notice:
             out["notice"] = self.notice
+        if self.check is not None:
+            out["check"] = dict(self.check)
         return out
 
 

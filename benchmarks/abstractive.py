@@ -1,0 +1,115 @@
+"""Abstractive answers with the packaged generator: fallback rate, checked sentences, time.
+
+Not a test: it prints figures. For a handful of development questions (every `--every`-th of
+tests/data/dev_questions.jsonl, so every language and locality is represented) it runs the
+extractive answer, then the rewrite, and reports per question and overall:
+
+- fallback: the answer came back extractive (too little passed the check), with the reason;
+- sentences written by the model and kept by the checker;
+- seconds for the rewrite, and to the first checked sentence (what a streaming user waits);
+- with --show, every kept sentence beside the quotes it cites, for faithfulness by hand, and
+  every dropped sentence with the checker's reason;
+- with --keypoints, key-point coverage of `ask --by-locality` for the first question of
+  tests/data/locality_keypoints.json, extractive against abstractive.
+
+    python benchmarks/abstractive.py --index /tmp/idx --show > abstractive.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from policyrag.abstractive import Rewriter  # noqa: E402
+from policyrag.answer import Answerer  # noqa: E402
+from policyrag.engine import Engine  # noqa: E402
+from policyrag.evaluation import keypoint_coverage  # noqa: E402
+from policyrag.generate import load_generator  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--index", default="indexes/default", help="an index of the seeds")
+    ap.add_argument("--questions", type=Path, default=ROOT / "tests/data/dev_questions.jsonl")
+    ap.add_argument("--every", type=int, default=5, help="take every n-th question (default 5)")
+    ap.add_argument("--max-tokens", type=int, default=200)
+    ap.add_argument("--show", action="store_true", help="print kept sentences and their quotes")
+    ap.add_argument("--keypoints", action="store_true", help="also key-point coverage")
+    args = ap.parse_args()
+
+    engine = Engine(args.index)
+    answerer = Answerer(engine)
+    t0 = time.monotonic()
+    rewriter = Rewriter(load_generator("auto"), max_tokens=args.max_tokens)
+    print(f"generator {rewriter.generator().name} loaded in {time.monotonic() - t0:.1f} s")
+    rows = [json.loads(line) for line in args.questions.read_text("utf-8").splitlines()
+            if line.strip()][::args.every]
+    results = []
+    for q in rows:
+        extractive = answerer.ask(q["q"])
+        first: list[float] = []
+        start = time.monotonic()
+        answer = rewriter.rewrite(extractive, on_point=lambda _loc, _p, s=start, f=first:
+                                  f.append(time.monotonic() - s) if not f else None)
+        seconds = time.monotonic() - start
+        check = answer.check or {"sentences_written": 0, "sentences_kept": 0}
+        results.append({"id": q["id"], "lang": q["lang"], "mode": answer.mode,
+                        "seconds": seconds, "first": first[0] if first else None, **check})
+        print(f"{q['id']:5} {q['lang']:8} {answer.mode:12} kept {check['sentences_kept']}/"
+              f"{check['sentences_written']}  {seconds:5.1f} s  first sentence "
+              + (f"{first[0]:.1f} s" if first else "-"), flush=True)
+        if answer.notice:
+            print(f"      note: {answer.notice[:300]}")
+        if args.show:
+            print(f"      Q: {q['q']}")
+            for checked in rewriter.last_checks:
+                for sentence, reason in checked.rejected:
+                    print(f"      x {sentence}  <- {reason}")
+        if args.show and answer.mode == "abstractive":
+            for p in answer.localities[0].points:
+                print(f"      > {p.text}")
+                for c in p.citations:
+                    print(f"          “{' '.join(c.quote.split())[:160]}”")
+    summarise(results)
+    if args.keypoints:
+        coverage(answerer, rewriter)
+    return 0
+
+
+def summarise(results: list[dict]) -> None:
+    n = len(results)
+    fell_back = sum(r["mode"] != "abstractive" for r in results)
+    written = sum(r["sentences_written"] for r in results)
+    kept = sum(r["sentences_kept"] for r in results)
+    secs = [r["seconds"] for r in results]
+    firsts = [r["first"] for r in results if r["first"] is not None]
+    print(f"\n{n} questions: fallback {fell_back}/{n} ({fell_back / n:.0%}); sentences kept "
+          f"{kept}/{written} ({kept / max(written, 1):.0%}); seconds per answer median "
+          f"{statistics.median(secs):.1f}, max {max(secs):.1f}; first checked sentence median "
+          + (f"{statistics.median(firsts):.1f} s" if firsts else "-"))
+
+
+def coverage(answerer: Answerer, rewriter: Rewriter) -> None:
+    data = json.loads((ROOT / "tests/data/locality_keypoints.json").read_text("utf-8"))
+    question = data["questions"][0]
+    extractive = answerer.ask(question, by_locality=True)
+    start = time.monotonic()
+    abstractive = rewriter.rewrite(extractive)
+    seconds = time.monotonic() - start
+    for name, answer in (("extractive", extractive), ("abstractive", abstractive)):
+        cov = keypoint_coverage(answer.to_dict(), data)
+        print(f"key-point coverage, {name:11} ({answer.mode}): macro {cov['macro']:.2f} "
+              f"micro {cov['micro']:.2f}")
+    print(f"by-locality rewrite of {len(extractive.localities)} localities: {seconds:.1f} s; "
+          f"notice: {abstractive.notice}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,327 @@
+"""Checks one generated sentence against the numbered points it cites, before anyone sees it.
+
+A sentence is kept only when:
+- it carries markers, and every marker names a point that was given;
+- its numbers, and the place and person names it writes, occur in the points it cites (or, for
+  places, are the locality being answered for or named in the question);
+- its words are supported by those points: for Chinese, most of its words (jieba tokens)
+  occur in them; for English, the policy terms it uses (through the bilingual glossary) mostly do, and
+  any pinyin name does;
+- it is written in the asker's language, is not the prompt echoed, and is not a point copied
+  out whole (the extractive answer already shows the points).
+
+The reasons are short phrases, counted per answer, never shown with the rejected text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+from functools import lru_cache
+
+from .lexical import GLOSSARY
+from .script import to_simplified
+
+MARKER = re.compile(r"\[(\d{1,2})\]")
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+_CJK_RUN = re.compile(r"[\u4e00-\u9fff]+")
+_DIGITS = re.compile(r"\d+(?:\.\d+)?")
+_CN_NUMERAL = re.compile(r"[〇零一二三四五六七八九十百千万亿两]{2,}")
+_LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
+
+MIN_TOKEN_SUPPORT = 0.6     # a Chinese sentence's words supported by its points (see below)
+MIN_CITED_TOKENS = 2        # …of which at least this many found in the points themselves
+MIN_TERM_SUPPORT = 0.6      # share of an English sentence's glossary terms found in its points
+COPY_SHARE = 0.85           # a sentence this much one run of a point's text is a copy…
+COPY_MIN_CHARS = 30         # …if that run is this long (a short phrase may well be quoted)
+
+ECHO_LABELS = ("问题", "地区", "要点", "Question", "Locality", "Points")
+# English words that look like pinyin but are not names from the reports.
+_NOT_NAMES = frozenset(
+    "a an as he hen she shou china chinese party the in on i it its is "  # noqa: SIM905
+    "ai an ang ao e en er o ou ma me na ne".split())
+# Joining words a paraphrase needs that say nothing of its own.
+_CONNECTIVES = frozenset(
+    "通过 同时 以及 并且 此外 不断 积极 大力 致力 致力于 旨在 方面 主要 包括 进行 实施 开展 "  # noqa: SIM905
+    "注重 重点 持续 努力 其中 相关 有效 各类".split())
+_NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+                 "eight": 8, "nine": 9, "ten": 10, "first": 1, "second": 2, "third": 3,
+                 "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8, "ninth": 9,
+                 "tenth": 10}
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a sentence may draw on besides its cited points."""
+
+    question: str = ""
+    locality: str | None = None
+    instructions: str = ""   # the system prompt: a sentence repeating it is an echo
+
+
+def markers(sentence: str) -> list[int]:
+    return [int(x) for x in MARKER.findall(sentence)]
+
+
+ECHO_RUN_ZH = 8    # characters in a row shared with the instructions make an echo…
+ECHO_RUN_EN = 30   # …or, in English, this many
+
+
+def is_echo(text: str, system: str = "") -> bool:
+    """The prompt's own labels at a line start, or a run of its instructions repeated."""
+    if any(re.search(rf"(?m)^\s*{re.escape(label)}\s*[:：]", text) for label in ECHO_LABELS):
+        return True
+    if not system:
+        return False
+    plain = MARKER.sub("", text)
+    run = SequenceMatcher(None, plain, system, autojunk=False).find_longest_match(
+        0, len(plain), 0, len(system)).size
+    return run >= (ECHO_RUN_ZH if _CJK.search(plain) else ECHO_RUN_EN)
+
+
+def check_sentence(sentence: str, points: list[str], lang: str,
+                   context: Context = Context()) -> str | None:
+    """Why `sentence` may not be shown (a short reason), or None when it passes.
+
+    `points` are the texts of the numbered points, [1] first, in simplified Chinese.
+    """
+    numbers = markers(sentence)
+    if not numbers:
+        return "no citation marker"
+    if any(not 1 <= n <= len(points) for n in numbers):
+        return "cites a point that does not exist"
+    if is_echo(sentence, context.instructions):
+        return "echoes the prompt"
+    cited = "".join(points[n - 1] for n in dict.fromkeys(numbers))
+    body = MARKER.sub("", sentence).strip()
+    if lang == "en":
+        return _check_english(body, cited, context)
+    return _check_chinese(to_simplified(body), cited, context)
+
+
+# ---------------------------------------------------------------- Chinese
+
+
+def _check_chinese(body: str, cited: str, context: Context) -> str | None:
+    letters = len(_LATIN_WORD.findall(body))
+    han = len(_CJK.findall(body))
+    if han < 4 or letters > max(1, han // 10):
+        return "not written in Chinese"
+    if _copied(body, cited):
+        return "copies a point word for word"
+    given = to_simplified(context.question + (context.locality or ""))
+    if bad := _unsupported_numbers(body, cited):
+        return f"number not in its points ({bad})"
+    if bad := _unsupported_places(body, cited, given, context.locality):
+        return f"place not in its points ({bad})"
+    if bad := _unsupported_people(body, cited):
+        return f"name not in its points ({bad})"
+    support, found = _token_support(body, cited, given)
+    if support < MIN_TOKEN_SUPPORT or found < MIN_CITED_TOKENS:
+        return f"words not supported by its points ({support:.0%})"
+    return None
+
+
+def _token_support(body: str, cited: str, given: str) -> tuple[float, int]:
+    """(support, tokens found in the points): a word of the sentence counts 1 when the cited
+    points (or the question) contain it, else half the share of its characters they contain, so
+    a paraphrase (以民为本 for 兴盛于民) earns a little and an invented term (减免税收) nothing."""
+    from .lexical import tokenize
+
+    tokens = [t for t in tokenize(body) if _CJK.search(t) and len(t) >= 2
+              and t not in _CONNECTIVES]
+    if not tokens:
+        return 0.0, 0
+    score, found = 0.0, 0
+    for t in tokens:
+        if t in cited:
+            score, found = score + 1, found + 1
+        elif t in given:
+            score += 1
+        else:
+            score += 0.5 * sum(ch in cited for ch in t) / len(t)
+    return score / len(tokens), found
+
+
+def _copied(body: str, cited: str) -> bool:
+    plain = re.sub(r"\W", "", body)
+    if len(plain) < COPY_MIN_CHARS:
+        return False
+    source = re.sub(r"\W", "", cited)
+    match = SequenceMatcher(None, plain, source, autojunk=False).find_longest_match(
+        0, len(plain), 0, len(source))
+    return match.size >= max(COPY_SHARE * len(plain), COPY_MIN_CHARS)
+
+
+def _cn_to_int(s: str) -> int | None:
+    digits = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"〇": 0, "两": 2}
+    if all(c in digits for c in s):  # 二〇二三
+        return int("".join(str(digits[c]) for c in s))
+    total, section, current = 0, 0, 0
+    units = {"十": 10, "百": 100, "千": 1000}
+    for c in s:
+        if c in digits:
+            current = digits[c]
+        elif c in units:
+            section += (current or 1) * units[c]
+            current = 0
+        elif c in ("万", "亿"):
+            total += (section + current) * (10_000 if c == "万" else 100_000_000)
+            section, current = 0, 0
+    return total + section + current
+
+
+def _numbers_in(text: str) -> set[str]:
+    """Every number a text states, as digits (Chinese numerals converted too)."""
+    text = to_simplified(text).translate(_FULLWIDTH)
+    found = {n.lstrip("0") or "0" for n in _DIGITS.findall(text)}
+    for run in _CN_NUMERAL.findall(text):
+        found.add(run)
+        value = _cn_to_int(run)
+        if value is not None:
+            found.add(str(value))
+    # “十四五” also reads as 14 and 5 when an English sentence says "14th Five-Year Plan".
+    for run in re.findall(r"[一二三四五六七八九十]+", text):
+        value = _cn_to_int(run)
+        if value is not None:
+            found.add(str(value))
+    return found
+
+
+_FULLWIDTH = str.maketrans("０１２３４５６７８９．％", "0123456789.%")
+
+
+def _unsupported_numbers(body: str, cited: str) -> str | None:
+    allowed = _numbers_in(cited)
+    text = body.translate(_FULLWIDTH)
+    for n in _DIGITS.findall(text):
+        if (n.lstrip("0") or "0") not in allowed:
+            return n
+    for run in _CN_NUMERAL.findall(text):
+        if run not in cited:
+            return run
+    return None
+
+
+def _unsupported_places(body: str, cited: str, given: str, locality: str | None) -> str | None:
+    from .gazetteer import romanisations, same_place, short_name
+
+    spelled = re.sub(r"[^a-z]", "", given.lower())  # an English question names Luqiao
+    for surface in _place_names(body):
+        if surface in cited or surface in given or (locality and same_place(surface, locality)):
+            continue
+        if any(len(r) >= 4 and r in spelled for r in romanisations(short_name(surface))):
+            continue
+        return surface
+    return None
+
+
+def _unsupported_people(body: str, cited: str) -> str | None:
+    for word in _tagged(body, ("nr", "nrfg", "nrt")):
+        if word not in cited:
+            return word
+    return None
+
+
+def _place_names(body: str) -> list[str]:
+    """Places the sentence names: what jieba tags as a place, and full names of divisions from
+    the gazetteer (丽水市). A bare short name that is also a common word (合作, 和平) is left to
+    jieba, which reads it as the word."""
+    from .gazetteer import find_places
+
+    full = [body[m.start:m.end] for m in find_places(body)
+            if m.end - m.start >= 3 and body[m.end - 1] in "市区县省"]
+    return list(dict.fromkeys(_tagged(body, ("ns",)) + full))
+
+
+@lru_cache(maxsize=512)
+def _tags(text: str) -> tuple[tuple[str, str], ...]:
+    import logging
+
+    import jieba
+    import jieba.posseg as pseg
+
+    jieba.setLogLevel(logging.WARNING)
+    return tuple((w.word, w.flag) for w in pseg.lcut(text))
+
+
+def _tagged(text: str, flags: tuple[str, ...]) -> list[str]:
+    return [word for word, flag in _tags(text) if flag in flags and len(word) >= 2]
+
+
+# ---------------------------------------------------------------- English
+
+
+def check_translation(english: str, source: str, points: list[str],
+                      context: Context = Context()) -> str | None:
+    """Why the English rendering of a checked Chinese sentence `source` may not be shown: it
+    must keep the source's markers (valid ones), add no number or pinyin name that the source
+    and its points lack, use policy terms they support, and hold no Chinese."""
+    numbers = markers(english)
+    if not numbers or any(not 1 <= n <= len(points) for n in numbers):
+        return "translation lost its markers"
+    cited = to_simplified(source) + "".join(points[n - 1] for n in dict.fromkeys(numbers))
+    return _check_english(MARKER.sub("", english).strip(), cited, context, need_term=False)
+
+
+def _check_english(body: str, cited: str, context: Context, need_term: bool = True
+                   ) -> str | None:
+    if _CJK.search(body):
+        return "not written in English (Chinese words inside)"
+    words = _LATIN_WORD.findall(body)
+    if len(words) < 4:
+        return "too short to check"
+    allowed = _numbers_in(cited)
+    for n in _DIGITS.findall(body):
+        if (n.lstrip("0") or "0") not in allowed:
+            return f"number not in its points ({n})"
+    for w in words:
+        value = _NUMBER_WORDS.get(w.lower())
+        if value is not None and str(value) not in allowed and value > 1:
+            return f"number not in its points ({w})"
+    given = to_simplified(context.question + (context.locality or ""))
+    spelled = _pinyin_text(cited + given)
+    for w in words:
+        # Capitalised pinyin-looking words are names (Luqiao, Xu Guangwen), first word too.
+        if not w[0].isupper() or w.lower() in _NOT_NAMES or not _is_pinyin(w):
+            continue
+        if w.lower() not in spelled:
+            return f"name not in its points ({w})"
+    lowered = body.lower()
+    terms = [zh.split() for en, zh in GLOSSARY.items() if re.search(rf"\b{re.escape(en)}", lowered)]
+    supported = [t for t in terms if any(z in cited or z in given for z in t)]
+    from_points = [t for t in terms if any(z in cited for z in t)]
+    if need_term and not from_points:
+        return "no term it uses could be found in its points"
+    if terms and len(supported) / len(terms) < MIN_TERM_SUPPORT:
+        return f"terms not supported by its points ({len(supported)} of {len(terms)})"
+    return None
+
+
+@lru_cache(maxsize=256)
+def _pinyin_text(text: str) -> str:
+    from pypinyin import Style, lazy_pinyin
+
+    return "".join(lazy_pinyin(text, style=Style.NORMAL)).lower()
+
+
+@lru_cache(maxsize=1)
+def _syllables() -> frozenset[str]:
+    from pypinyin import Style, lazy_pinyin
+
+    chars = "".join(chr(c) for c in range(0x4E00, 0x9FA6))
+    return frozenset(lazy_pinyin(chars, style=Style.NORMAL))
+
+
+def _is_pinyin(word: str) -> bool:
+    """Whether a word splits wholly into pinyin syllables (Luqiao, Guangwen; not Plan)."""
+    w = word.lower()
+    if len(w) < 3:
+        return False
+    syllables = _syllables()
+    ok = [True] + [False] * len(w)
+    for end in range(1, len(w) + 1):
+        ok[end] = any(ok[start] and w[start:end] in syllables
+                      for start in range(max(0, end - 6), end))
+    return ok[-1]

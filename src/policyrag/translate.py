@@ -1,0 +1,128 @@
+"""English questions as Chinese search terms, written by the generator and cached on disk.
+
+The reports are Chinese; an English question reaches BM25 only through a small glossary. The
+packaged generator knows far more words (and place names: Luqiao is 路桥), so it is asked once
+per question for a few simplified-Chinese search terms. The answer is cached in
+`cache_dir()/query-translations.json`, keyed by the sha256 of the model's name and the question,
+so a repeated question costs nothing and never loads the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from . import generate
+from .config import cache_dir
+
+CACHE_FILE = "query-translations.json"
+MAX_TOKENS = 40
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+_SYSTEM = "Translate the user's question into simplified Chinese. Output only the translation."
+# Chinese characters, digits and Chinese punctuation only: no English left in the terms.
+_GRAMMAR = r"root ::= [\u4e00-\u9fff0-9，、？]{2,40}"
+# The model mangles place names, even ones given in characters (路桥 came back as 桥梁), so they
+# are taken out before it sees the question and put back in front of its translation.
+_STAND_IN = "the city"
+_STAND_IN_ZH = re.compile(r"该市|这个城市|这座城市|该城市|那个城市|城市的|^城市|[？?]")
+
+
+def needs_translation(question: str) -> bool:
+    """True for a question written mostly in Latin letters."""
+    letters = len(re.findall(r"[A-Za-z]", question))
+    return letters > 3 * len(_CJK.findall(question))
+
+
+def translate_query(question: str, places: Iterable[str] = ()) -> str | None:
+    """Simplified-Chinese search terms for an English `question` ("路桥 民间投资 吸引"), or None
+    when it is not English, no generator is available, or the model gave nothing usable.
+
+    `places` (an index's localities, e.g. 路桥区) are written in characters before the model
+    sees the question: a 1.5B model guesses wrong characters for Luqiao (乐丘) or Liandu."""
+    question = " ".join((question or "").split())
+    if not question or not needs_translation(question):
+        return None
+    question, named = _without_places(question, places)
+    model = generate.generator_id()
+    if model is None:
+        return None
+    key = hashlib.sha256(f"{model}\n{question}".encode()).hexdigest()
+    cached = _read(_cache_path())
+    if key in cached:
+        return cached[key] or None
+    try:
+        generator = generate.load_generator("auto")
+        kwargs = {"grammar": _GRAMMAR} if getattr(generator, "supports_grammar", False) else {}
+        text = generator.generate(question, system=_SYSTEM, max_tokens=MAX_TOKENS,
+                                  temperature=0.0, **kwargs)
+    except generate.GenerationUnavailable:
+        return None
+    words = [_STAND_IN_ZH.sub("", t) for t in text.split() if _CJK.search(t)]
+    terms = " ".join(dict.fromkeys(w for w in [*named, *words] if w))
+    _remember(key, terms)
+    return terms or None
+
+
+def _without_places(question: str, places: Iterable[str]) -> tuple[str, list[str]]:
+    """The question with the names of `places` (romanised or in characters) replaced by a
+    stand-in, and the names found, in characters."""
+    from .gazetteer import romanisations, short_name
+
+    named = []
+    for place in places:
+        short = short_name(place)
+        spellings = [place, short] + sorted((r for r in romanisations(short) if len(r) >= 4),
+                                            key=len, reverse=True)
+        for spelling in spellings:
+            pattern = rf"\b{re.escape(spelling)}\b" if spelling.isascii() else re.escape(spelling)
+            question, n = re.subn(pattern, _STAND_IN, question, flags=re.I)
+            if n and short not in named:
+                named.append(short)
+    return question, named
+
+
+def _cache_path() -> Path:
+    return cache_dir() / CACHE_FILE
+
+
+def _read(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _remember(key: str, terms: str) -> None:
+    """Best effort: a read-only cache folder only costs the next process a model call."""
+    path = _cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(path):
+            data = _read(path)
+            data[key] = terms
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data, ensure_ascii=False, indent=0), "utf-8")
+            os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,214 @@
+"""Abstractive answers: the sentence checker against adversarial output, and the real packaged
+generator end to end (Qwen2.5-Coder-1.5B, GGUF, on CPU) on the session index of the seeds."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+
+import pytest
+
+from policyrag import packaged_model
+from policyrag.abstractive import (
+    Rewriter,
+    UnusableOutput,
+    check_answer,
+    output_grammar,
+    parse_answer,
+)
+from policyrag.answer import Answerer, Citation, Point, check_citations
+from policyrag.checker import Context, check_sentence, check_translation
+from policyrag.documents import load_documents
+
+# Three sentences of the Luqiao report (seed 002), as the extractive answer numbers them.
+LUQIAO_POINTS = [
+    "会议强调,路桥的发展起步于民、兴盛于民、潜力在民。要锚定主方向,把民营经济创新发展的体制机制改革"
+    "作为重中之重,用好改革关键招、打好破立组合拳,在夯实本底中再创优势。",
+    "聚焦民间投资,破冰山、立模式、激活力。创新政府和社会资本合作模式,构建大平台+项目链的牵引机制、"
+    "科学推+精准配的运作机制、基金池+政策包的赋能机制,推动民间资本敢投、愿投、会投。",
+    "优化民生“七优享”制度体系,强化品质型公共服务供给,完善全生命周期人口服务。",
+]
+LUQIAO = Context("路桥如何吸引民间投资？", "路桥区")
+LUQIAO_EN = Context("How does Luqiao plan to attract private investment?", "路桥区")
+
+
+def _check(sentence: str, lang: str = "zh-Hans", context: Context = LUQIAO) -> str | None:
+    return check_sentence(sentence, LUQIAO_POINTS, lang, context)
+
+
+# ---------------------------------------------------------------- the checker, no model
+
+
+@pytest.mark.parametrize("sentence,lang", [
+    ("路桥以体制机制改革激发民营经济创新发展[1]。", "zh-Hans"),
+    ("路橋以體制機制改革激發民營經濟創新發展[1]。", "zh-Hant"),
+    ("路桥创新政府和社会资本合作模式，推动民间资本投资[2]。", "zh-Hans"),
+    ("Luqiao will attract private investment through new models of cooperation with social "
+     "capital [2].", "en"),
+])
+def test_supported_sentences_pass(sentence, lang):
+    context = LUQIAO_EN if lang == "en" else LUQIAO
+    assert _check(sentence, lang, context) is None
+
+
+@pytest.mark.parametrize("sentence,lang,reason", [
+    # an invented figure
+    ("路桥计划新增民间投资50亿元[2]。", "zh-Hans", "number not in its points"),
+    ("Luqiao plans 50 billion yuan of private investment [2].", "en", "number not in its points"),
+    # a place the cited points never name
+    ("温州创新政府和社会资本合作模式，推动民间资本投资[2]。", "zh-Hans", "place not in its points"),
+    ("Hangzhou will attract private investment with new cooperation models [2].", "en",
+     "name not in its points"),
+    # a person the points never name
+    ("区委书记张三强调要激发民营经济活力[1]。", "zh-Hans", "name not in its points"),
+    # markers missing, or naming a point that was not given
+    ("路桥创新政府和社会资本合作模式，推动民间资本投资。", "zh-Hans", "no citation marker"),
+    ("路桥创新政府和社会资本合作模式，推动民间资本投资[7]。", "zh-Hans", "does not exist"),
+    # the prompt echoed
+    ("问题：路桥如何吸引民间投资？[1]", "zh-Hans", "echoes the prompt"),
+    # the wrong language, or Chinese left inside English
+    ("Luqiao attracts private investment through cooperation [2].", "zh-Hans",
+     "not written in Chinese"),
+    ("Luqiao is focusing on民间投资 and new cooperation models [2].", "en",
+     "not written in English"),
+    # a point copied out word for word
+    ("创新政府和社会资本合作模式,构建大平台+项目链的牵引机制、科学推+精准配的运作机制[2]。", "zh-Hans",
+     "copies a point"),
+    # words the cited point does not support (it is about public services, not taxes)
+    ("路桥计划对民营企业减免税收，并设立专项基金[3]。", "zh-Hans", "not supported"),
+    ("Luqiao will cut taxes for foreign firms and build an airport [3].", "en",
+     "no term it uses|not supported"),
+])
+def test_adversarial_sentences_are_rejected(sentence, lang, reason):
+    context = LUQIAO_EN if lang == "en" else LUQIAO
+    why = _check(sentence, lang, context)
+    assert why is not None
+    assert re.search(reason, why), why
+
+
+SOURCE = "路桥创新政府和社会资本合作模式，推动民间资本投资"
+
+
+@pytest.mark.parametrize("english,reason", [
+    ("Luqiao is creating new models of cooperation between government and social capital to "
+     "draw in private investment [2].", None),
+    ("Luqiao will draw 30 billion yuan of private investment [2].", "number not in its points"),
+    ("Hangzhou will draw in private investment through new cooperation [2].",
+     "name not in its points"),
+    ("Luqiao is drawing in 民间资本 through new cooperation [2].", "not written in English"),
+    ("Luqiao is drawing in private investment through new cooperation.", "lost its markers"),
+    ("Luqiao is drawing in private investment through new cooperation [5].", "lost its markers"),
+])
+def test_translations_of_checked_sentences_are_checked_too(english, reason):
+    why = check_translation(english, SOURCE, LUQIAO_POINTS, LUQIAO_EN)
+    assert why is None if reason is None else (why is not None and reason in why), why
+
+
+def test_echoed_instructions_are_rejected():
+    context = Context(LUQIAO.question, LUQIAO.locality,
+                      "示例：“某县以数字化改革提升政务服务效率[1]。它还加快修建乡村道路[2][3]。”")
+    assert check_sentence("它还加快修建乡村道路[2]。", LUQIAO_POINTS, "zh-Hans", context) == \
+        "echoes the prompt"
+
+
+def _points() -> list[Point]:
+    cites = [Citation("002", f"002#{i}", 10 * i, 10 * i + 9, text[:9])
+             for i, text in enumerate(LUQIAO_POINTS)]
+    return [Point(text, [c]) for text, c in zip(LUQIAO_POINTS, cites, strict=True)]
+
+
+def test_kept_sentences_cite_their_points_renumbered_in_order_of_use():
+    pts = _points()
+    out = parse_answer("路桥创新政府和社会资本合作模式，推动民间资本投资[2]。"
+                       "路桥以体制机制改革激发民营经济创新发展[1][2]。", pts, "zh-Hans", LUQIAO)
+    assert [p.text for p in out] == ["路桥创新政府和社会资本合作模式，推动民间资本投资[1]。",
+                                     "路桥以体制机制改革激发民营经济创新发展[1][2]。"]
+    assert out[0].citations == pts[1].citations
+    assert out[1].citations == pts[0].citations + pts[1].citations
+
+
+def test_unsupported_sentences_are_dropped_and_counted():
+    result = check_answer("路桥创新政府和社会资本合作模式，推动民间资本投资[2]。"
+                          "路桥以体制机制改革激发民营经济创新发展[1]。"
+                          "路桥计划新增民间投资50亿元[2]。", _points(), "zh-Hans", LUQIAO)
+    assert result.written == 3 and len(result.points) == 2 and result.usable
+    assert result.dropped == {"number not in its points": 1}
+    assert all("50" not in p.text for p in result.points)
+
+
+def test_too_little_surviving_is_unusable_and_says_why():
+    with pytest.raises(UnusableOutput, match=r"0 of 2 .*number not in its points"):
+        parse_answer("路桥计划新增民间投资50亿元[2]。温州明年投资300亿元[1]。", _points(), "zh-Hans",
+                     LUQIAO)
+    with pytest.raises(UnusableOutput, match="echoes the prompt"):
+        parse_answer("问题: 路桥如何吸引民间投资？\n要点:\n[1] 会议强调", _points(), "zh-Hans")
+
+
+class FixedGenerator:
+    """A model that always writes the same (adversarial) text, to exercise the fallback."""
+
+    name = "fixed"
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def generate(self, prompt, *, system=None, max_tokens=512, temperature=0.2):
+        return self.text
+
+
+def test_invented_answer_falls_back_to_extractive_with_a_notice(engine):
+    extractive = Answerer(engine).ask("路桥如何吸引民间投资？", k=2)
+    invented = "路桥明年将新增民间投资80亿元[1]。温州市长李四宣布减税[2]。"
+    answer = Rewriter(FixedGenerator(invented)).rewrite(extractive)
+    assert answer.mode == "extractive" and answer.localities == extractive.localities
+    assert "extractive" in answer.notice and "0 of 2" in answer.notice
+    data = answer.to_dict()
+    assert data["notice"] == answer.notice and data["check"]["sentences_kept"] == 0
+    assert "80亿" not in json.dumps(data, ensure_ascii=False)
+
+
+def test_grammar_names_only_the_given_points():
+    grammar = output_grammar("zh-Hans", 3, 2)
+    assert '"1" | "2" | "3"' in grammar and '"4"' not in grammar
+    assert "a-zA-Z" in grammar  # no Latin words in a Chinese answer
+    assert r"\u4e00-\u9fff" in output_grammar("en", 2)  # no Chinese in an English one
+
+
+# ---------------------------------------------------------------- the packaged model
+
+def _require_model() -> None:
+    if importlib.util.find_spec("llama_cpp") is None or not packaged_model.available():
+        pytest.fail("abstractive tests need the generate extra: pip install -e '.[generate]'")
+
+
+@pytest.mark.slow
+def test_packaged_model_answers_in_chinese_with_checked_citations(cli, seed_copy):
+    _require_model()
+    rc, out, err = cli("ask", "路桥如何吸引民间投资？", "--mode", "abstractive", "--json")
+    assert rc == 0, err
+    data = json.loads(out)
+    assert data["mode"] == "abstractive", data.get("notice")
+    assert "unavailable" not in (data.get("notice") or "")
+    assert data["check"]["sentences_kept"] >= 1
+    points = data["localities"][0]["points"]
+    docs = {d.doc_id: d for d in load_documents([seed_copy])[0]}
+    for p in points:
+        assert "[" in p["text"] and p["citations"]
+        assert sum("\u4e00" <= ch <= "\u9fff" for ch in p["text"]) > 0.5 * len(p["text"])
+        for c in p["citations"]:
+            assert docs[c["doc_id"]].text[c["start"]:c["end"]] == c["quote"]
+            assert c["doc_id"] == "002_e8d0747b3dfad330"  # Luqiao's report
+
+
+@pytest.mark.slow
+def test_packaged_model_answers_an_english_question_in_english(engine, seed_copy):
+    _require_model()
+    extractive = Answerer(engine).ask("How does Luqiao plan to attract private investment?", k=2)
+    answer = Rewriter(max_tokens=120).rewrite(extractive)
+    assert answer.mode == "abstractive", answer.notice
+    docs = {d.doc_id: d for d in load_documents([seed_copy])[0]}
+    assert not check_citations(answer, docs)
+    for p in answer.localities[0].points:
+        assert p.citations and not any("\u4e00" <= ch <= "\u9fff" for ch in p.text)
+        assert p.text.endswith(".")

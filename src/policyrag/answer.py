@@ -501,11 +501,13 @@ class Answerer:
             filters: Filters | None = None, places: bool = True) -> Answer:
         question = (question or "").strip()
         index = self.engine.index
-        prepared = prepare_query(question, index)  # validates; adds hanzi for romanised places
         if k is not None and k < 1:
             raise AnswerError("-k must be at least 1")
         localities = index.localities()
         searcher = self.searcher()
+        # Validates; adds hanzi for romanised places and Chinese terms for English questions,
+        # so that sentences are scored on the words the reports use.
+        prepared = searcher.expand(question)
         # “How does Luqiao …” is answered from Luqiao's reports (and those of places under it).
         plan = searcher.plan(question, filters, places)
         kind = question_kind(question, localities)
@@ -516,7 +518,8 @@ class Answerer:
                                                       every=kind == "priorities").items())
         else:
             groups = [(None, searcher.ranked(question, depth, plan.filters, self.retrieval))]
-        qvec = self.engine.embedder.encode([to_simplified(prepared)], "query")[0]
+        qvec = self.engine.embedder.encode([to_simplified(prepare_query(question, index))],
+                                           "query")[0]
         concepts = question_concepts(prepared, index.lexicon, localities)
         return Answer(question, EXTRACTIVE,
                       [self._answer_group(loc, hits, qvec, concepts, kind, k)

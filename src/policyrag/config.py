@@ -31,6 +31,10 @@ class Settings:
     # python benchmarks/scale.py). The RRF paper's k=60 lost 9 points of recall@5 there.
     rrf_k: int = 10
     fusion_depth: int = 50
+    english_rrf_k: int = 60
+    # English questions are translated to Chinese search terms by the generative model when
+    # one is available (POLICYRAG_TRANSLATE=0 turns it off; the glossary still applies).
+    translate_queries: bool = field(default_factory=lambda: _env("TRANSLATE", "1") != "0")
     retrieval: str = "hybrid"  # dense | lexical | hybrid
     fusion: str = "rrf"  # rrf | linear: how hybrid merges the dense and lexical lists
     dense_weight: float = 1.0

@@ -313,14 +313,14 @@ ASKED = {"districts and counties": ("county",), "development zones": ("zone",),
 _ASKED_PATTERNS = [
     ("development zones", re.compile(r"哪[个些家](?:开发区|经开区|高新区|园区|新区)|"
                                      r"^(?:经开区|开发区|高新区)|"
-                                     r"which (?:\w+ )?(?:development|economic|industrial) "
+                                     r"which (?:(?:development|economic|industrial|high-tech) )?"
                                      r"(?:zone|park)|^(?:the )?(?:development|economic) zone",
                                      re.I)),
     ("districts and counties", re.compile(r"哪[个些](?:区县|县区|区|县)|which (?:district|county)",
                                           re.I)),
     ("cities", re.compile(r"哪[个些](?:城市|市)|which city", re.I)),
     ("provinces", re.compile(r"哪[个些]省|which province", re.I)),
-    ("local governments", re.compile(r"哪[个些](?:地方|地区)|哪里|各地|"
+    ("local governments", re.compile(r"哪[个些](?:地方|地区)|哪里|"
                                      r"which (?:locality|localities|local|place|region)|"
                                      r"^where\b", re.I)),
 ]

@@ -16,7 +16,7 @@ from .filtering import REPORT_TYPES, FilterError, Filters, PlacePlan
 from .gazetteer import romanisations, short_name
 from .index import Index
 from .lexical import glossary_terms, tokenize
-from .script import to_simplified
+from .script import is_english, to_simplified
 
 MAX_QUERY_CHARS = 2000
 MODES = ("dense", "lexical", "hybrid")
@@ -161,24 +161,50 @@ class Searcher:
             return []
         depth = max(4 * k, self.settings.fusion_depth)
         n = depth if self.reranker is not None else k  # a reranker sees the deeper list
+        chinese = self.translation(query)
+        words = f"{query} {chinese}" if chinese else query
         if mode == "dense":
             ranked = self.dense(query, n, rows)
         elif mode == "lexical":
-            ranked = self.lexical(query, n, rows)
+            ranked = self.lexical(words, n, rows)
         else:
-            ranked = self.fuse([self.dense(query, depth, rows),
-                                self.lexical(query, depth, rows)])[:n]
+            lists = [self.dense(query, depth, rows)]
+            if chinese:
+                lists.append(self.dense(chinese, depth, rows))
+            lists.append(self.lexical(words, depth, rows))
+            ranked = self.fuse(lists, english=is_english(query))[:n]
         if self.reranker is not None and ranked:
             scores = self.reranker.score(query, [self.index.chunks[i].text for i, _ in ranked])
             ranked = sorted(((i, float(s)) for (i, _), s in zip(ranked, scores, strict=True)),
                             key=lambda x: -x[1])[:k]
         return [self.hit(i, score) for i, score in ranked]
 
-    def fuse(self, lists: list[Ranking]) -> Ranking:
-        weights = [self.settings.dense_weight, self.settings.lexical_weight]
+    def translation(self, query: str) -> str | None:
+        """Chinese search terms for an English question, from the generative model when one
+        is available (cached on disk per question); None for Chinese questions."""
+        if not self.settings.translate_queries or not is_english(query):
+            return None
+        from .translate import translate_query
+
+        return translate_query(query, self.index.localities())
+
+    def expand(self, query: str) -> str:
+        """The prepared question plus, for an English one, its Chinese search terms."""
+        query = prepare_query(query, self.index)
+        chinese = self.translation(query)
+        return f"{query} {chinese}" if chinese else query
+
+    def fuse(self, lists: list[Ranking], english: bool = False) -> Ranking:
+        """The dense lists first, the lexical list last. An English question's words reach
+        the Chinese text only through translation, so its lexical list counts as one more
+        voice (RRF's usual k=60, equal weights) rather than the leading one."""
+        weights = [self.settings.dense_weight] * (len(lists) - 1) + [self.settings.lexical_weight]
+        k = self.settings.rrf_k
+        if english:
+            weights, k = [1.0] * len(lists), self.settings.english_rrf_k
         if self.settings.fusion == "linear":
             return linear(lists, weights)
-        return rrf(lists, self.settings.rrf_k, weights)
+        return rrf(lists, k, weights)
 
     def search_by_locality(self, query: str, k: int | None = None,
                            filters: Filters | None = None, mode: str | None = None,
@@ -202,6 +228,8 @@ class Searcher:
         if not len(rows):
             return {}
         query = prepare_query(query, self.index)
+        chinese = self.translation(query)
+        words = f"{query} {chinese}" if chinese else query
         view = self.index.view()
         group = view.doc_loc[view.chunk_doc[rows]]
         scored = []  # (scores, weight, which rows the list ranks at all)
@@ -209,7 +237,7 @@ class Searcher:
             dense = self.dense_all(query, rows)
             scored.append((dense, self.settings.dense_weight, np.ones(len(rows), bool)))
         if mode in ("lexical", "hybrid"):
-            lexical = self.lexical_all(query, rows)
+            lexical = self.lexical_all(words, rows)
             scored.append((lexical, self.settings.lexical_weight, lexical > 0))
         local = np.zeros(len(rows))
         for scores, weight, valid in scored:

@@ -39,3 +39,12 @@ def detect_script(text: str) -> str:
     sample = "".join(han[:2000])
     changed = sum(a != b for a, b in zip(sample, to_simplified(sample), strict=False))
     return "traditional" if changed / len(sample) > 0.03 else "simplified"
+
+
+_LATIN = re.compile(r"[A-Za-z]")
+_HAN = re.compile(r"[\u4e00-\u9fff]")
+
+
+def is_english(text: str) -> bool:
+    """Mostly Latin letters: a question whose words are not the reports' words."""
+    return len(_LATIN.findall(text)) > 3 * len(_HAN.findall(text))

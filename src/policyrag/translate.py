@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import generate
 from .config import cache_dir
+from .script import is_english
 
 CACHE_FILE = "query-translations.json"
 MAX_TOKENS = 40
@@ -32,12 +33,6 @@ _STAND_IN = "the city"
 _STAND_IN_ZH = re.compile(r"该市|这个城市|这座城市|该城市|那个城市|城市的|^城市|[？?]")
 
 
-def needs_translation(question: str) -> bool:
-    """True for a question written mostly in Latin letters."""
-    letters = len(re.findall(r"[A-Za-z]", question))
-    return letters > 3 * len(_CJK.findall(question))
-
-
 def translate_query(question: str, places: Iterable[str] = ()) -> str | None:
     """Simplified-Chinese search terms for an English `question` ("路桥 民间投资 吸引"), or None
     when it is not English, no generator is available, or the model gave nothing usable.
@@ -45,7 +40,7 @@ def translate_query(question: str, places: Iterable[str] = ()) -> str | None:
     `places` (an index's localities, e.g. 路桥区) are written in characters before the model
     sees the question: a 1.5B model guesses wrong characters for Luqiao (乐丘) or Liandu."""
     question = " ".join((question or "").split())
-    if not question or not needs_translation(question):
+    if not question or not is_english(question):
         return None
     question, named = _without_places(question, places)
     model = generate.generator_id()

@@ -34,6 +34,9 @@ _NEWS_SUFFIX = re.compile(r"\s*[(（]新闻联播[^)）]*[)）]\s*$")
 _AGENCY = re.compile(r"^(?:[^,，。]{0,20}(?:消息|讯|訊)(?:[(（][^)）]{0,30}[)）])?[:：,，]?\s*|本台消息[:：,，]\s*)+")
 _NEWS = re.compile(r"新闻联播|央视网消息|本报讯|本台消息|新华社|记者|网讯|来源[:：]")
 _ROUNDUP = re.compile(r"联播快讯|新闻摘要|简讯")
+# Meetings that set no policy: commemorations, celebrations, ceremonies, press events.
+_CEREMONY = re.compile(r"纪念|庆祝|祝贺|表彰|颁奖|追悼|悼念|开幕式|闭幕式|招待会|发布会|音乐会|晚会|"
+                       r"报告会|首发|仪式|周年")
 
 
 def lead_sentence(head: str) -> str:
@@ -60,7 +63,7 @@ def classify(title: str, head: str) -> str:
     # With a headline, the headline says what the text is; a lead may cite a past meeting.
     for text in (heading,) if title else (first_line, lead_sentence(head)):
         m = _MEETING_HELD.search(text)
-        if m and _CONVENOR.search(text[: m.end()]):
+        if m and _CONVENOR.search(text[: m.end()]) and not _CEREMONY.search(text):
             return "communique"
     if _REPORT.search(heading) or re.match(r"\s*同志们[:：,，]", head):
         return "report"

@@ -79,10 +79,11 @@ def make_document(path: Path, raw: str, doc_id: str | None = None,
     text = cleaning.clean(body)
     if not text.strip():
         raise ReadError(path, "no report text left after cleaning (empty or only noise)")
-    meta = metadata.extract(body, text)
+    given = {**fm, **(overrides or {})}
+    stated = str(given["title"]) if given.get("title") else None
+    meta = metadata.extract(body, text, stated)
     doc = Document(doc_id=doc_id or path.stem, source=str(path), text=text,
                    script=detect_script(text), content_hash=content_hash(raw), **vars(meta))
-    given = {**fm, **(overrides or {})}
     for key, value in given.items():
         if key in OVERRIDABLE:
             setattr(doc, key, str(value))

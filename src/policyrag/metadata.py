@@ -32,15 +32,18 @@ HEAD_CHARS = 20_000
 TAIL_CHARS = 400
 
 
-def extract(raw: str, cleaned: str) -> Metadata:
-    """`raw` still has bylines and dates the cleaner removes; `cleaned` is the report body."""
+def extract(raw: str, cleaned: str, stated_title: str | None = None) -> Metadata:
+    """`raw` still has bylines and dates the cleaner removes; `cleaned` is the report body.
+
+    `stated_title` is a title given with the text (a web page's, a collection's `title`
+    field, a sidecar's): it tells what the text is better than its first line does."""
     tail = _simple(raw[-TAIL_CHARS:]) if len(raw) > HEAD_CHARS else ""
     raw, cleaned = raw[:HEAD_CHARS], cleaned[:HEAD_CHARS]
     simple = to_simplified(cleaned)
     raw_simple = _simple(raw)
     tail = tail or raw_simple[-TAIL_CHARS:]
-    title = extract_title(cleaned)
-    title_simple = to_simplified(title or "")
+    title = stated_title or extract_title(cleaned)
+    title_simple = _simple(title or "")
     kind = doctype.classify(title_simple, raw_simple)
     place = locality.issuing_place(raw_simple, title_simple, kind)
     date, inferred = dates.extract_date(raw_simple, tail, title_simple, kind == "regulation")

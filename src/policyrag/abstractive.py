@@ -320,6 +320,8 @@ class Rewriter:
 
     def rewrite(self, extractive: Answer, on_point: OnPoint | None = None) -> Answer:
         """The abstractive answer, or the extractive one with a notice saying why not."""
+        if not extractive.answered:  # nothing to write from: the passages are off the question
+            return extractive
         try:
             generator = self.generator()
         except GenerationUnavailable as exc:

@@ -89,6 +89,10 @@ _BOILERPLATE = re.compile(
 )
 
 
+NOT_ANSWERED = ("the reports do not seem to answer this: no passage found speaks of enough of "
+                "the question's words. The points below are the nearest passages, not an answer")
+
+
 class AnswerError(QueryError):
     """A question that cannot be answered as asked (unknown document, bad option)."""
 
@@ -137,6 +141,9 @@ class Answer:
     localities: list[LocalityAnswer]
     # Set when abstractive mode fell back to extractive; said to the user, and kept in JSON.
     notice: str | None = None
+    # False when the passages found do not speak of the question: the points are then the
+    # nearest passages, said to be so, not an answer.
+    answered: bool = True
     doc_id: str | None = None  # summarize-doc only
     # The place filter the question's own place names applied, said so the user can lift it.
     scope: str | None = None
@@ -153,6 +160,8 @@ class Answer:
             out["doc_id"] = self.doc_id
         if self.notice:
             out["notice"] = self.notice
+        if not self.answered:
+            out["answered"] = False
         if self.check is not None:
             out["check"] = dict(self.check)
         return out
@@ -521,9 +530,32 @@ class Answerer:
         qvec = self.engine.embedder.encode([to_simplified(prepare_query(question, index))],
                                            "query")[0]
         concepts = question_concepts(prepared, index.lexicon, localities)
-        return Answer(question, EXTRACTIVE,
-                      [self._answer_group(loc, hits, qvec, concepts, kind, k)
-                       for loc, hits in groups], scope=plan.notice)
+        answer = Answer(question, EXTRACTIVE,
+                        [self._answer_group(loc, hits, qvec, concepts, kind, k)
+                         for loc, hits in groups], scope=plan.notice)
+        if kind != "priorities" and not self._supported(prepared, concepts,
+                                                          [h for _, hs in groups for h in hs]):
+            answer.answered = False
+            answer.notice = NOT_ANSWERED
+        return answer
+
+    def _supported(self, words: str, concepts: list[frozenset[str]], hits: list[Hit]) -> bool:
+        """Whether the passages found speak of the question at all: one of the best mentions
+        enough of its words, or BM25 matches them strongly. Calibrated on the development
+        questions against questions the reports do not answer (benchmarks/offtopic.py)."""
+        settings = self.engine.settings
+        best = sorted(hits, key=lambda h: -h.score)[:3]
+        if not best or not concepts:
+            return bool(best)
+        cover = max(sum(1 for c in concepts if c & set(tokenize(to_simplified(h.text),
+                                                                  self.engine.index.lexicon)))
+                    for h in best) / len(concepts)
+        if cover >= settings.answered_coverage:
+            return True
+        index = self.engine.index
+        rows = [index.chunk_row(h.chunk_id) for h in best]
+        bm25 = index.bm25().scores(tokenize(words, index.lexicon))[rows]
+        return float(bm25.max()) >= settings.answered_bm25
 
     def summarize_document(self, doc_id: str, k: int | None = None) -> Answer:
         index = self.engine.index

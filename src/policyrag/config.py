@@ -40,6 +40,12 @@ class Settings:
     dense_weight: float = 1.0
     lexical_weight: float = 2.0
     generations_kept: int = 2
+    # An answer whose best passages hold under this share of the question's words, and whose
+    # BM25 match is weaker than this, is said not to answer (on the seeds, 18% of answerable
+    # development questions are flagged and 14% of off-topic ones pass:
+    # python benchmarks/offtopic.py).
+    answered_coverage: float = 0.4
+    answered_bm25: float = 6.0
     # A by-locality comparison lists a locality when its best passage scores at least this
     # share of the best passage anywhere (BM25, or cosine when no question word occurs).
     listed_lexical_share: float = 0.5

@@ -112,6 +112,11 @@ class Index:
             self._view = IndexView(self.documents, [c.doc_id for c in self.chunks])
         return self._view
 
+    def chunk_row(self, chunk_id: str) -> int:
+        if not hasattr(self, "_rows"):
+            self._rows = {c.chunk_id: i for i, c in enumerate(self.chunks)}
+        return self._rows[chunk_id]
+
     def matrix(self) -> np.ndarray:
         """The vectors as one (n, dim) array, for exact scores over a subset of rows."""
         if not hasattr(self, "_matrix"):

@@ -190,3 +190,33 @@ def test_the_kind_of_place_asked_about_is_a_filter_that_can_be_lifted(engine):
     question = "哪个区说本地经济是从老百姓那里起步?"
     assert engine.searcher().plan(question, places=False).filters.is_empty()
     assert len(_localities(engine.search(question, 20, places=False))) > 2
+
+
+QINGTIAN = ("中共青田县委十四届六次全体（扩大）会议召开\n"
+            "12月28日，中共青田县委十四届六次全体（扩大）会议召开。全会深入学习贯彻党的二十届三中全会精神，"
+            "总结今年工作，部署明年任务。\n"
+            "全会强调，明年要重点抓好以下工作：一是做强侨乡经济，推动华侨要素回流，建设进口商品城；"
+            "二是做优石雕文化，擦亮千年石雕金名片；三是做实生态富民，发展稻鱼共生系统。\n"
+            "会议强调，我县要在丽水建设共同富裕示范区进程中作出青田贡献。\n")
+
+
+def test_an_added_county_report_is_compared_and_found_by_its_locality(fresh_index, embedder,
+                                                                       tmp_path):
+    """A county the seeds do not cover: placed by its issuing body (中共青田县委), listed in the
+    by-locality comparison, and found with --locality Qingtian and under 丽水."""
+    from policyrag.answer import Answerer
+    from policyrag.engine import Engine
+
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "qingtian.txt").write_text(QINGTIAN, "utf-8")
+    eng = Engine(fresh_index)
+    eng._embedder = embedder
+    eng.add([tmp_path / "new"])
+    doc = eng.index.documents["qingtian"]
+    assert (doc.locality, doc.locality_level, doc.locality_parent, doc.doc_type) == \
+        ("青田县", "county", "丽水市", "communique")
+    answer = Answerer(eng).ask("各地区分别把哪些工作作为重点？", by_locality=True)
+    qingtian = next(a for a in answer.localities if a.locality == "青田县")
+    assert any("侨乡经济" in p.text for p in qingtian.points)
+    assert _localities(eng.search("石雕", 5, Filters(localities=["Qingtian"]))) == {"青田县"}
+    assert "青田县" in _localities(eng.search("石雕 侨乡", 20, Filters(localities=["丽水"])))

@@ -301,9 +301,15 @@ class IndexView:
             narrowed = replace(base, localities=named)
             return PlacePlan(narrowed, named, missing, suggestions)
         kind = asked_kind(question)
-        if kind is None or not self.doc_mask(replace(base, levels=list(ASKED[kind]))).any():
+        if kind is None:
             return PlacePlan(base, [], missing, suggestions)
-        return PlacePlan(replace(base, levels=list(ASKED[kind])), [], missing, suggestions, kind)
+        # Which government said or plans something is told by its own reports, not by news
+        # of it, unless the user chose the types.
+        asked = replace(base, levels=list(ASKED[kind]),
+                        doc_types=base.doc_types or list(REPORT_TYPES))
+        if not self.doc_mask(asked).any():
+            return PlacePlan(base, [], missing, suggestions)
+        return PlacePlan(asked, [], missing, suggestions, kind)
 
 
 # “Which district / zone / locality …”: the levels of government such a question is about.

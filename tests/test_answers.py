@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -175,6 +176,25 @@ def test_english_question_about_one_place_answers_from_that_place(cli, seed_docs
     (entry,) = data["localities"]
     assert entry["doc_ids"] == [LUQIAO]
     assert "民间投资" in entry["points"][0]["text"]
+
+
+@pytest.mark.parametrize("backend", [None, "llama-cpp"])
+def test_english_question_in_text_output_is_labelled_in_english(cli, monkeypatch, backend):
+    from policyrag import generate
+
+    monkeypatch.setattr(generate, "available_backend", lambda: backend)
+    rc, out, _ = cli("ask", LUQIAO_EN)
+    assert rc == 0
+    head, body = out.split("\n== ", 1)
+    assert "note: the points are the reports' own sentences, quoted in Chinese" in head
+    # The way to an English answer is named only where a generative model can give one.
+    assert ("--mode abstractive gives an English answer (machine translation" in head) \
+        == (backend is not None)
+    assert "民间投资" in body and "sources (chunk, characters)" in body
+    # The lines above the quotes are English but for the place's own name.
+    assert not re.search(r"[\u4e00-\u9fff]", head.replace("路桥区", "")), head
+    rc, out, _ = cli("ask", PRIORITIES)
+    assert "quoted in Chinese" not in out
 
 
 def test_traditional_question_gets_the_same_answer_as_simplified(answerer):

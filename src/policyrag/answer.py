@@ -159,6 +159,18 @@ class Answer:
             out["check"] = dict(self.check)
         return out
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Answer:
+        """The inverse of `to_dict` (the web UI keeps answers as dicts)."""
+        localities = [
+            LocalityAnswer(loc.get("locality"), list(loc.get("doc_ids", [])),
+                           [Point(p["text"], [Citation(**c) for c in p["citations"]])
+                            for p in loc.get("points", [])])
+            for loc in data.get("localities", [])]
+        return cls(data.get("question"), data.get("mode", EXTRACTIVE), localities,
+                   notice=data.get("notice"), doc_id=data.get("doc_id"),
+                   scope=data.get("scope"), check=data.get("check"))
+
 
 # ---------------------------------------------------------------- documents as sentence units
 

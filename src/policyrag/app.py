@@ -551,7 +551,8 @@ def build_app(engine: Engine, *, rewriter: Any = None) -> gr.Blocks:
 
     with gr.Blocks(title="policyrag", analytics_enabled=False) as demo:
         with gr.Column(elem_classes="pr-header"):
-            gr.Markdown("# policyrag · 地方政府报告问答\nAsk in simplified or traditional Chinese, "
+            gr.Markdown("# policyrag · local government reports, cited · 地方政府报告问答\n"
+                        "Ask in simplified or traditional Chinese, "
                         "or English. Every point cites the sentence it came from — click a "
                         "number to read it in its report.")
             stats = gr.HTML(stats_html(engine), elem_id="stats")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from policyrag.answer import (
     segment,
 )
 from policyrag.documents import Document, load_documents
+from policyrag.framing import ANNOUNCE, REVIEW, STUDY, framing
 from policyrag.generate import GenerationUnavailable, load_generator
 from policyrag.retrieval import CrossEncoderReranker, Filters, QueryError
 from policyrag.script import detect_script
@@ -175,6 +178,25 @@ def test_english_question_about_one_place_answers_from_that_place(cli, seed_docs
     assert "民间投资" in entry["points"][0]["text"]
 
 
+@pytest.mark.parametrize("backend", [None, "llama-cpp"])
+def test_english_question_in_text_output_is_labelled_in_english(cli, monkeypatch, backend):
+    from policyrag import generate
+
+    monkeypatch.setattr(generate, "available_backend", lambda: backend)
+    rc, out, _ = cli("ask", LUQIAO_EN)
+    assert rc == 0
+    head, body = out.split("\n== ", 1)
+    assert "note: the points are the reports' own sentences, quoted in Chinese" in head
+    # The way to an English answer is named only where a generative model can give one.
+    assert ("--mode abstractive gives an English answer (machine translation" in head) \
+        == (backend is not None)
+    assert "民间投资" in body and "sources (chunk, characters)" in body
+    # The lines above the quotes are English but for the place's own name.
+    assert not re.search(r"[\u4e00-\u9fff]", head.replace("路桥区", "")), head
+    rc, out, _ = cli("ask", PRIORITIES)
+    assert "quoted in Chinese" not in out
+
+
 def test_traditional_question_gets_the_same_answer_as_simplified(answerer):
     simp = answerer.ask(PRIORITIES, by_locality=True)
     trad = answerer.ask(PRIORITIES_TRAD, by_locality=True)
@@ -227,6 +249,48 @@ def test_bad_questions_are_user_errors(cli):
     assert rc == 2 and "question is empty" in err
     rc, _, err = cli("ask", "改革", "-k", "0")
     assert rc == 2 and "-k" in err
+
+
+# What the seeds say around their priorities: each of these was once listed as a priority.
+FRAMING = ["有的放矢抓好重点工作", "各项工作已全面进入冲刺季", "关于下半年的工作",
+           "全会认为", "全会指出,今年以来", "深入学习贯彻", "深入學習貫徹", "今年以來", "今年以来"]
+KEYPOINT_QUESTIONS = json.loads(
+    (Path(__file__).parent / "data" / "locality_keypoints.json").read_text("utf-8"))["questions"]
+
+
+@pytest.mark.parametrize("question", KEYPOINT_QUESTIONS)
+def test_priorities_are_the_reports_own_not_framing(answerer, question):
+    answer = answerer.ask(question, by_locality=True)
+    for loc in answer.localities:
+        for p in loc.points:
+            assert not any(f in p.text for f in FRAMING), (loc.locality, p.text)
+    # “要有的放矢抓好重点工作” announced these; they are listed in its place.
+    lishui = next(loc for loc in answer.localities if loc.locality == "丽水市")
+    text = "".join(p.text for p in lishui.points)
+    assert all(t in text for t in ("爭資爭項", "產業攻堅", "項目攻堅")), text
+
+
+@pytest.mark.parametrize("doc_id", sorted(SEED_LOCALITIES))
+def test_whole_report_summaries_skip_framing(answerer, doc_id):
+    (entry,) = answerer.summarize_document(doc_id).localities
+    assert entry.points
+    for p in entry.points:
+        assert not any(f in p.text for f in FRAMING), p.text
+
+
+@pytest.mark.parametrize("sentence,kind", [
+    ("吴舜泽强调,要有的放矢抓好重点工作,全面对标对表年初确定的目标任务。", ANNOUNCE),
+    ("关于下半年的工作,莲都着重抓好这五个方面。", ANNOUNCE),
+    ("会议强调,要深入学习贯彻党的二十届三中全会精神,全面落实省委部署要求。", STUDY),
+    ("全会认为,今年是极不平凡的一年。", REVIEW),
+    ("会议指出,过去一年,全区经济社会发展取得显著成效。", REVIEW),
+    ("要突出产业升级,提升经济实力的底气。", None),
+    ("一要奋力开创科创高地建设新局面,系统提升创新能级。", None),
+    ("吴舜泽强调,要扎实推进基层社会治理现代化。", None),
+    ("会议指出,要聚焦民间投资,创新政府和社会资本合作模式。", None),
+])
+def test_framing_sentences_are_told_from_priorities(sentence, kind):
+    assert framing(sentence) == kind
 
 
 # ---------------------------------------------------------------- whole-document summaries

@@ -6,6 +6,7 @@ browser per module, a fresh context (its own Gradio session) per page.
 
 from __future__ import annotations
 
+import csv
 import re
 import shutil
 import threading
@@ -116,11 +117,12 @@ def test_ask_compares_localities_and_shows_cited_source(app_url, new_page, ui_en
     point = cite.locator("xpath=ancestor::li[1]").locator(".pr-point").inner_text()
     assert quote in point
 
-    # Sources: ranked hits with scores, in the report's own script (丽水 is traditional).
+    # Sources: ranked hits, each with a relevance bar, in the report's own script (丽水 is
+    # traditional).
     hits = page.locator("#sources .pr-hit")
     expect(hits.first).to_be_visible()
     assert hits.count() == 5
-    expect(page.locator("#sources .pr-score").first).to_contain_text(re.compile(r"score \d\.\d"))
+    expect(page.locator("#sources .pr-bar")).to_have_count(5)
     traditional = next(d for d in ui_engine.index.documents.values()
                        if d.script == "traditional")
     expect(page.locator(f'#answer .pr-card[data-locality="{traditional.locality}"]')
@@ -131,6 +133,48 @@ def test_ask_compares_localities_and_shows_cited_source(app_url, new_page, ui_en
     assert shot.stat().st_size > 50_000
     print(f"screenshot: {shot}")
     assert leaving == [], f"the page reached beyond localhost: {leaving}"
+
+
+def test_enter_asks_ranks_with_bars_and_downloads_markdown_and_csv(app_url, new_page,
+                                                                   tmp_path):
+    page = new_page()
+    ui.open_app(page, app_url)
+    box = page.locator("#question textarea")
+    box.fill(ENGLISH_Q)
+    box.press("Enter")  # no click: Enter asks
+    expect(page.locator("#answer .pr-q")).to_have_text(ENGLISH_Q)
+    expect(box).to_have_value(ENGLISH_Q)  # and left no newline behind
+
+    # English question, extractive answer: said in English, the quotes in Chinese.
+    expect(page.locator("#answer .pr-msg")).to_contain_text("quoted in Chinese")
+    cite = page.locator("#answer details.pr-cite").first
+    cite.locator("summary").click()
+    quote = cite.locator(".pr-source mark").inner_text()
+    assert re.search(r"[\u4e00-\u9fff]{4}", quote), quote
+
+    # Relevance as rank and a bar: the best passage fills it, the others no more than it.
+    bars = page.locator("#sources .pr-bar")
+    expect(bars.first).to_be_visible()
+    expect(bars.first.locator("span")).to_have_attribute("style", "width:100%")
+    shares = [int(b.get_attribute("aria-valuenow")) for b in bars.all()]
+    assert len(shares) == page.locator("#sources .pr-hit").count() >= 2
+    assert shares == sorted(shares, reverse=True) and 0 < shares[-1] <= 100, shares
+    assert not re.search(r"\b0\.\d{3}", page.locator("#sources").inner_text())  # no raw scores
+
+    files = {}
+    for kind in ("md", "csv"):
+        with page.expect_download() as info:
+            page.locator(f"#download-{kind}").click()
+        path = tmp_path / info.value.suggested_filename
+        info.value.save_as(path)
+        files[kind] = path
+    assert files["md"].suffix == ".md" and files["csv"].suffix == ".csv"
+    markdown = files["md"].read_text("utf-8")
+    assert ENGLISH_Q in markdown and f"“{quote}”" in markdown  # the quote, as a footnote
+    with files["csv"].open(encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["question"] for r in rows} == {ENGLISH_Q}
+    assert quote in {r["quote"] for r in rows}
 
 
 def test_friendly_messages_never_tracebacks(app_url, new_page):

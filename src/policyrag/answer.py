@@ -18,12 +18,14 @@ import re
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import takewhile
 
 import numpy as np
 
 from .chunking import sentence_spans
 from .documents import Document
 from .engine import Engine
+from .framing import ANNOUNCE, framing
 from .lexical import GLOSSARY, tokenize
 from .retrieval import Filters, Hit, QueryError, Reranker, Searcher, prepare_query
 from .script import to_simplified
@@ -166,6 +168,18 @@ class Answer:
             out["check"] = dict(self.check)
         return out
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Answer:
+        """The inverse of `to_dict` (the web UI keeps answers as dicts)."""
+        localities = [
+            LocalityAnswer(loc.get("locality"), list(loc.get("doc_ids", [])),
+                           [Point(p["text"], [Citation(**c) for c in p["citations"]])
+                            for p in loc.get("points", [])])
+            for loc in data.get("localities", [])]
+        return cls(data.get("question"), data.get("mode", EXTRACTIVE), localities,
+                   notice=data.get("notice"), doc_id=data.get("doc_id"),
+                   scope=data.get("scope"), check=data.get("check"))
+
 
 # ---------------------------------------------------------------- documents as sentence units
 
@@ -183,6 +197,7 @@ class Unit:
     family: str | None = None   # enumeration family when the unit opens an enumeration item
     run: int | None = None      # id of the enumeration run it belongs to (per document)
     tokens: set[str] | None = None  # BM25 tokens, computed on first use
+    framing: str | None = None  # a review, study duty or announcement, never a priority
 
 
 @dataclass
@@ -258,7 +273,8 @@ def segment(doc: Document) -> Segmented:
         family = _enum_family(simplified.lstrip())
         if family is None and new_paragraph and _STRESS.match(simplified):
             family = STRESS_FAMILY
-        units.append(Unit(doc.doc_id, len(units), start, end, paragraph, simplified, family))
+        units.append(Unit(doc.doc_id, len(units), start, end, paragraph, simplified, family,
+                          framing=framing(simplified)))
     return Segmented(doc, units, _find_runs(units))
 
 
@@ -397,6 +413,20 @@ def _directive(seg: Segmented, run: Run) -> bool:
         return True
     hits = sum(bool(_DIRECTIVE.match(seg.units[i].simplified)) for i in run.units)
     return hits >= 0.6 * len(run.units)
+
+
+def _stand_ins(seg: Segmented, i: int) -> list[int]:
+    """The units that stand for list item `i`: itself, or, for an item that only announces work
+    (“吴舜泽强调,要有的放矢抓好重点工作”), the instructions after it in its paragraph
+    (“要全速争资争项…”); an item that reviews the year or recalls a duty stands for nothing."""
+    u = seg.units[i]
+    if u.framing is None:
+        return [i]
+    if u.framing != ANNOUNCE:
+        return []
+    same_paragraph = takewhile(lambda v: v.paragraph == u.paragraph, seg.units[i + 1:])
+    return [v.index for v in same_paragraph if v.framing is None
+            and (re.match(r"要(?!求)", v.simplified) or _enum_family(v.simplified))]
 
 
 def is_priority_question(question: str, places: Iterable[str] = ()) -> bool:
@@ -626,14 +656,16 @@ class Answerer:
         with a small preference for enumeration items when the question is about priorities.
         """
         units = seg.units
-        pool = [i for i in candidates if self._eligible(seg, units[i])]
+        # Framing says nothing about priorities; it may still answer a topical question.
+        pool = [i for i in candidates if self._eligible(seg, units[i])
+                and (kind == "topic" or units[i].framing is None)]
         if not pool:
             return []
         score_of = {i: float(relevance[i]) for i in pool}
         sim = seg.vectors @ seg.vectors.T
         if kind == "priorities" and seg.runs:
             main = self._main_run(seg, relevance)
-            items = [i for i in main.units if i in score_of]
+            items = [j for i in main.units for j in _stand_ins(seg, i) if j in score_of]
             n_items = min(len(items), k or MAX_ENUM_POINTS)
             n_lead = 2 if k is None else max(0, min(2, k - n_items))
             chosen = self._mmr(items, score_of, sim, n_items, lam=0.9)

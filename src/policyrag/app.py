@@ -16,9 +16,12 @@ import os
 # Gradio would otherwise phone home (version check, analytics) from launch().
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+import atexit  # noqa: E402
 import html  # noqa: E402
 import logging  # noqa: E402
 import re  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -28,7 +31,7 @@ import gradio as gr  # noqa: E402
 
 from . import generate  # noqa: E402
 from . import index as idx  # noqa: E402
-from .display import relative, scrub  # noqa: E402
+from .display import quoted_in_chinese, relative, scrub  # noqa: E402
 from .embedding import EmbedderError  # noqa: E402
 from .engine import Engine  # noqa: E402
 from .index import IndexError_  # noqa: E402
@@ -107,7 +110,10 @@ mark { background: #fde68a; color: #1a1a1a; padding: 0 1px; border-radius: 2px; 
 .pr-hit-head { display: flex; gap: 8px; align-items: baseline; flex-wrap: wrap;
   font-size: 0.88em; }
 .pr-rank { font-weight: 700; color: var(--color-accent); min-width: 1.8em; }
-.pr-score { font-family: var(--font-mono); font-size: 0.9em; }
+.pr-bar { display: inline-block; width: 90px; height: 8px; border-radius: 4px;
+  background: var(--background-fill-secondary); border: 1px solid var(--border-color-primary);
+  overflow: hidden; vertical-align: middle; }
+.pr-bar > span { display: block; height: 100%; background: var(--color-accent); }
 .pr-hit-text { margin: 3px 0 0 2.6em; line-height: 1.65; font-size: 0.93em; }
 .pr-section-title { font-weight: 600; margin: 12px 0 4px; font-size: 1.05em; }
 """
@@ -307,6 +313,9 @@ def render_answer(engine: Engine, ans: dict) -> str:
     # A fallback from abstractive mode is a warning; a note about dropped sentences is not.
     kind = "warn" if "unavailable" in (ans.get("notice") or "") else "info"
     notice = message(ans["notice"], kind) if ans.get("notice") else ""
+    switch = "the abstractive answer mode" if abstractive_reason() is None else None
+    if note := quoted_in_chinese(ans.get("question"), ans.get("mode", ""), switch):
+        notice += message(note[0].upper() + note[1:] + ".", "info")
     return (f'<div class="pr-answer">{head}{notice}<div class="pr-grid">{"".join(cards)}</div>'
             "</div>")
 
@@ -324,16 +333,50 @@ def render_hits(hits: list[Hit]) -> str:
     if not hits:
         return ""
     rows = []
+    top = max(h.score for h in hits) or 1.0
     for rank, h in enumerate(hits, 1):
         where = " · ".join(_esc(x) for x in (h.locality, h.title, h.date) if x)
+        # Fused (RRF) scores mean nothing to a reader; their share of the best one does.
+        share = max(0, min(100, round(100 * h.score / top)))
         rows.append(f'<li class="pr-hit" data-doc="{_esc(h.doc_id)}"><div class="pr-hit-head">'
                     f'<span class="pr-rank">#{rank}</span>'
-                    f'<span class="pr-score" title="fused relevance score">score '
-                    f"{h.score:.4f}</span><span>{where}</span>"
+                    f'<span class="pr-bar" role="meter" aria-valuenow="{share}" '
+                    f'aria-valuemin="0" aria-valuemax="100" title="relevance: {share}% of the '
+                    f'best passage"><span style="width:{share}%"></span></span>'
+                    f"<span>{where}</span>"
                     f'<code class="pr-pill">{_esc(h.chunk_id)}</code></div>'
                     f'<div class="pr-hit-text">{_esc(h.text)}</div></li>')
     return (f'<div class="pr-section-title">Sources · {len(hits)} ranked passages</div>'
             f'<ol class="pr-hits">{"".join(rows)}</ol>')
+
+
+class AnswerFiles:
+    """An answer as Markdown and CSV for the download buttons, written by the same code as the
+    `summarize` batch command (reports.py); each answer gets a folder of its own, and only the
+    newest `KEEP` folders are kept."""
+
+    KEEP = 64
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.root = Path(tempfile.mkdtemp(prefix="policyrag-answers-"))
+        atexit.register(shutil.rmtree, self.root, ignore_errors=True)
+        self._lock = threading.Lock()
+
+    def write(self, ans: dict) -> tuple[str, str]:
+        from .answer import Answer
+        from .reports import Outcome, write_csv, write_markdown
+
+        outcomes = [Outcome(ans.get("question") or "", Answer.from_dict(ans))]
+        titles = {d.doc_id: d.display_title for d in self.engine.index.documents.values()}
+        with self._lock:
+            folder = Path(tempfile.mkdtemp(dir=self.root))
+            for old in sorted(self.root.iterdir(), key=lambda p: p.stat().st_mtime)[:-self.KEEP]:
+                shutil.rmtree(old, ignore_errors=True)
+        md = write_markdown(outcomes, folder / "policyrag-answer.md", titles=titles,
+                            heading="policyrag answer", mode=ans.get("mode") or EXTRACTIVE)
+        csv = write_csv(outcomes, folder / "policyrag-answer.csv")
+        return str(md), str(csv)
 
 
 # ---------------------------------------------------------------- library
@@ -397,6 +440,7 @@ def build_app(engine: Engine, *, rewriter: Any = None) -> gr.Blocks:
     answerer = _make_answerer(engine)
     rewriter = rewriter or _make_rewriter()
     write_lock = threading.Lock()  # uploads and removals one at a time, searches meanwhile
+    downloads = AnswerFiles(engine)
     reason = abstractive_reason()
 
     def localities() -> list[str]:
@@ -431,27 +475,33 @@ def build_app(engine: Engine, *, rewriter: Any = None) -> gr.Blocks:
 
     # -- UI handlers (HTML)
     def ask_ui(question, mode, by_locality, k, locs, docs, date_from, date_to):
+        """Status, answer and sources as HTML, and the answer's Markdown and CSV files."""
+        *shown, ans = answer_ui(question, mode, by_locality, k, locs, docs, date_from, date_to)
+        files = downloads.write(ans) if ans and ans.get("localities") else (None, None)
+        return (*shown, *(gr.update(value=f, visible=f is not None) for f in files))
+
+    def answer_ui(question, mode, by_locality, k, locs, docs, date_from, date_to):
         question = (question or "").strip()
         if not question:
             return (message("Please type a question first — for example 各地区分别把哪些工作作为"
                             "重点？ or “How does Luqiao plan to attract private investment?”"),
-                    "", "")
+                    "", "", None)
         try:
             points = _points(k)
             filters = make_filters(locs, docs, date_from, date_to)
             hits = engine.search(question, points or DEFAULT_K, filters)
             if not hits:
                 return (message("Nothing found for this question with these filters. Try other "
-                                "words, or remove some filters."), "", "")
+                                "words, or remove some filters."), "", "", None)
             ans = run_answer(answerer, rewriter, question, mode=mode or EXTRACTIVE,
                              by_locality=bool(by_locality), k=points, filters=filters)
             status = ""
             if not any(loc.get("points") for loc in ans.get("localities", [])):
                 status = message("The reports mention these words, but no sentence answers the "
                                  "question directly; see the ranked sources below.", "info")
-            return status, render_answer(engine, ans), render_hits(hits)
+            return status, render_answer(engine, ans), render_hits(hits), ans
         except Exception as exc:  # noqa: BLE001
-            return message(shown_error(engine, exc)), "", ""
+            return message(shown_error(engine, exc)), "", "", None
 
     def refresh_choices():
         try:
@@ -501,7 +551,8 @@ def build_app(engine: Engine, *, rewriter: Any = None) -> gr.Blocks:
 
     with gr.Blocks(title="policyrag", analytics_enabled=False) as demo:
         with gr.Column(elem_classes="pr-header"):
-            gr.Markdown("# policyrag · 地方政府报告问答\nAsk in simplified or traditional Chinese, "
+            gr.Markdown("# policyrag · local government reports, cited · 地方政府报告问答\n"
+                        "Ask in simplified or traditional Chinese, "
                         "or English. Every point cites the sentence it came from — click a "
                         "number to read it in its report.")
             stats = gr.HTML(stats_html(engine), elem_id="stats")
@@ -509,7 +560,8 @@ def build_app(engine: Engine, *, rewriter: Any = None) -> gr.Blocks:
             with gr.Tab("Ask", id="ask", elem_id="tab-ask"):
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=3):
-                        question = gr.Textbox(label="Question", elem_id="question", lines=2,
+                        # One line, so that Enter asks (in a taller box it is a newline).
+                        question = gr.Textbox(label="Question", elem_id="question", lines=1,
                                               max_lines=6, autofocus=True,
                                               placeholder="各地区分别把哪些工作作为重点？")
                         with gr.Row():
@@ -549,6 +601,11 @@ def build_app(engine: Engine, *, rewriter: Any = None) -> gr.Blocks:
                                            "question; also the number of ranked sources")
                 status = gr.HTML(elem_id="status")
                 answer = gr.HTML(elem_id="answer")
+                with gr.Row():
+                    download_md = gr.DownloadButton("Download Markdown", visible=False,
+                                                    elem_id="download-md", size="sm")
+                    download_csv = gr.DownloadButton("Download CSV", visible=False,
+                                                     elem_id="download-csv", size="sm")
                 sources = gr.HTML(elem_id="sources")
             with gr.Tab("Library", id="library", elem_id="tab-library") as lib_tab:
                 gr.Markdown("Reports in the index. Add `.txt`/`.md` files: they are embedded "
@@ -575,10 +632,11 @@ def build_app(engine: Engine, *, rewriter: Any = None) -> gr.Blocks:
         read = {"concurrency_id": "read", "concurrency_limit": READ_CONCURRENCY}
         write = {"concurrency_id": "write", "concurrency_limit": 1}
         ui_inputs = [question, mode, by_locality, k, loc_filter, doc_filter, date_from, date_to]
-        outputs = [status, answer, sources]
+        outputs = [status, answer, sources, download_md, download_csv]
         ask_btn.click(ask_ui, ui_inputs, outputs, api_visibility="private", **read)
         question.submit(ask_ui, ui_inputs, outputs, api_visibility="private", **read)
-        clear_btn.click(lambda: ("", "", "", ""), None, [question, *outputs],
+        hidden = gr.update(value=None, visible=False)
+        clear_btn.click(lambda: ("", "", "", "", hidden, hidden), None, [question, *outputs],
                         api_visibility="private", queue=False)
         choices = [loc_filter, doc_filter, to_remove]
         after_change: Callable = lambda: (*library_view(), *refresh_choices())  # noqa: E731

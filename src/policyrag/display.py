@@ -1,10 +1,12 @@
-"""Paths and names as shown to people: one line each, and no server paths in the web UI."""
+"""Paths, names and notes as shown to people: one line each, and no server paths in the web UI."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
 from pathlib import Path
+
+from .script import is_english
 
 # An absolute POSIX path inside a message (not a URL's //host): up to a quote, a space or the
 # end; the ASCII punctuation that ends a sentence around it is not part of it.
@@ -34,3 +36,15 @@ def scrub(text: str, bases: Iterable[Path]) -> str:
     """`text` with every absolute path in it shown relative to `bases` (or by its name)."""
     bases = [b for b in bases]
     return _ABSOLUTE.sub(lambda m: relative(m.group(0), bases), text)
+
+
+def quoted_in_chinese(question: str | None, mode: str, switch: str | None) -> str | None:
+    """The note for an English question answered with the reports' own (Chinese) sentences;
+    `switch` says how to get an English answer (None: no generative model, so there is none)."""
+    if mode != "extractive" or not question or not is_english(question):
+        return None
+    note = "the points are the reports' own sentences, quoted in Chinese"
+    if switch:
+        note += (f"; {switch} gives an English answer (machine translation, checked against "
+                 "these quotes)")
+    return note

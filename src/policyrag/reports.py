@@ -163,7 +163,8 @@ def markdown(outcomes: list[Outcome], *, titles: dict[str, str] | None = None,
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     failed = sum(o.answer is None for o in outcomes)
     lines = [f"# {heading}", "",
-             f"{len(outcomes)} questions, {failed} failed · mode: {mode} · generated {now}", ""]
+             f"{len(outcomes)} question{'s' if len(outcomes) != 1 else ''}, {failed} failed · "
+             f"mode: {mode} · generated {now}", ""]
     for qn, o in enumerate(outcomes, 1):
         lines += [f"## {qn}. {_md_text(o.question)}", ""]
         if o.answer is None:

@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 from ..answer import ABSTRACTIVE, EXTRACTIVE, MODES, Answer, Answerer, Citation, Point
+from ..display import quoted_in_chinese
 from ..engine import Engine
 from . import UserError, emit_json
 from .search_cmd import add_filter_args, filters_from
@@ -201,6 +202,8 @@ def print_answer(answer: Answer, engine: Engine | None = None) -> None:
     print(f"{head}  [{answer.mode}]")
     if answer.notice:
         print(f"note: {answer.notice}")
+    if note := quoted_in_chinese(answer.question, answer.mode, _abstractive_switch()):
+        print(f"note: {note}")
     if answer.scope:
         print(f"scope: {answer.scope}")
     if answer.mode == ABSTRACTIVE and answer.check:
@@ -245,6 +248,12 @@ def print_answer(answer: Answer, engine: Engine | None = None) -> None:
             for line in body:
                 print(f"    {line}")
     sys.stdout.flush()
+
+
+def _abstractive_switch() -> str | None:
+    from ..generate import available_backend
+
+    return "--mode abstractive" if available_backend() else None
 
 
 def _unnamed(answer: Answer) -> str:

@@ -384,3 +384,20 @@ def test_serve_builds_the_missing_index_first(monkeypatch, tmp_path, seed_copy, 
     assert len(served["engine"].info()["documents"]) == 2
     print(f"serve with a fresh build: {time.monotonic() - t0:.1f}s")
     assert main(["serve", "--index", str(tmp_path / "idx"), "--port", "99999"]) == 2
+
+
+def test_a_comparison_of_many_localities_is_paged():
+    """Forty localities: the first eight shown, the rest a click away in pages of eight, and
+    reports with no locality under their own heading."""
+    from policyrag import app
+
+    groups = [{"locality": f"县{i:02d}", "doc_ids": [], "points": [{"text": f"要点{i}",
+                                                                    "citations": []}]}
+              for i in range(39)] + [{"locality": None, "doc_ids": [], "points": []}]
+    html = app.render_answer(None, {"question": "各地区分别把哪些工作作为重点？",
+                                    "mode": "extractive", "localities": groups,
+                                    "scope": "searching only reports of 丽水"})
+    first, *rest = html.split('<details class="pr-page">')
+    assert first.count('class="pr-card"') == 8 and len(rest) == 4
+    assert "Localities 9–16 of 40" in rest[0] and "Localities 33–40 of 40" in rest[-1]
+    assert "Locality unknown" in rest[-1] and "Scope: searching only reports of 丽水" in first

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 EXTRACTIVE, ABSTRACTIVE = "extractive", "abstractive"
 UPLOAD_SUFFIXES = sorted(READERS)  # every format `policyrag index add` reads
 DEFAULT_K = 5
+LOCALITIES_PER_PAGE = 8  # a comparison's localities shown at once; the rest a click away
 MAX_K = 20
 READ_CONCURRENCY = 4  # searches/answers at once; writes (upload, remove) run one at a time
 EXAMPLES = [
@@ -280,8 +281,11 @@ def _passage_html(engine: Engine, c: dict) -> str:
 def render_answer(engine: Engine, ans: dict) -> str:
     n = 0
     cards = []
-    for loc in ans.get("localities", []):
-        name = loc.get("locality") or "All reports"
+    groups = ans.get("localities", [])
+    for loc in groups:
+        name = loc.get("locality") or ("All reports" if len(groups) == 1 else
+                                       "Locality unknown (set it in a metadata.toml sidecar or "
+                                       "front matter)")
         titles = []
         for doc_id in loc.get("doc_ids", []):
             m = _doc_meta(engine, doc_id)
@@ -313,11 +317,27 @@ def render_answer(engine: Engine, ans: dict) -> str:
     # A fallback from abstractive mode is a warning; a note about dropped sentences is not.
     kind = "warn" if "unavailable" in (ans.get("notice") or "") else "info"
     notice = message(ans["notice"], kind) if ans.get("notice") else ""
+    if ans.get("scope"):
+        notice += message("Scope: " + ans["scope"], "info")
     switch = "the abstractive answer mode" if abstractive_reason() is None else None
     if note := quoted_in_chinese(ans.get("question"), ans.get("mode", ""), switch):
         notice += message(note[0].upper() + note[1:] + ".", "info")
-    return (f'<div class="pr-answer">{head}{notice}<div class="pr-grid">{"".join(cards)}</div>'
-            "</div>")
+    return f'<div class="pr-answer">{head}{notice}{_paged(cards)}</div>'
+
+
+def _paged(cards: list[str]) -> str:
+    """The first page of localities shown, each further page one click away, so a comparison
+    over many localities stays readable."""
+    pages = [cards[i:i + LOCALITIES_PER_PAGE] for i in range(0, len(cards), LOCALITIES_PER_PAGE)]
+    if not pages:
+        return '<div class="pr-grid"></div>'
+    out = [f'<div class="pr-grid">{"".join(pages[0])}</div>']
+    for n, page in enumerate(pages[1:], 1):
+        first = n * LOCALITIES_PER_PAGE + 1
+        out.append(f'<details class="pr-page"><summary>Localities {first}–'
+                   f'{first + len(page) - 1} of {len(cards)}</summary>'
+                   f'<div class="pr-grid">{"".join(page)}</div></details>')
+    return "".join(out)
 
 
 def _check_pill(ans: dict) -> str:

@@ -459,3 +459,22 @@ def test_answerable_questions_are_rarely_said_to_be_unanswered(answerer):
     flagged = [q.id for q in questions if not answerer.ask(q.q).answered]
     # Measured at 18% (paraphrases share few words with the text by design).
     assert len(flagged) <= 0.2 * len(questions), flagged
+
+
+def test_the_same_sentence_in_two_reports_is_one_point(fresh_index, embedder, tmp_path):
+    """A report carried twice (a reprint with one more line) does not repeat its points."""
+    from policyrag.engine import Engine
+
+    from tests.conftest import SEEDS
+
+    reprint = tmp_path / "reprint"
+    reprint.mkdir()
+    text = (SEEDS / "002_e8d0747b3dfad330.txt").read_text("utf-8")
+    (reprint / "luqiao-reprint.txt").write_text(text + "\n(本文转载自台州日报)\n", "utf-8")
+    eng = Engine(fresh_index)
+    eng._embedder = embedder
+    eng.add([reprint])
+    assert eng.index.documents["luqiao-reprint"].locality == "路桥区"
+    answer = Answerer(eng).ask("路桥如何吸引民间投资？")
+    texts = [p.text for loc in answer.localities for p in loc.points]
+    assert texts and len(texts) == len(set(texts))

@@ -484,6 +484,10 @@ _SEGMENTS: dict[tuple, Segmented] = {}
 _SEGMENTS_LOCK = threading.Lock()
 
 
+def _said(point: Point) -> str:
+    return re.sub(r"\s+", "", to_simplified(point.text))
+
+
 class Answerer:
     """Builds extractive answers from an Engine; keeps sentence vectors per report revision."""
 
@@ -629,6 +633,9 @@ class Answerer:
                 rel[u.index] = (float(cos[u.index]) + LEXICAL_WEIGHT * overlap + prior
                                 - 0.05 * rank_doc)
             points.extend(self._select(seg, range(len(seg.units)), rel, kind, k))
+        # The same sentence in two reports (a story carried twice) is one point.
+        seen: set[str] = set()
+        points = [p for p in points if not (_said(p) in seen or seen.add(_said(p)))]
         if kind != "priorities" and points:
             # Keep only points near the best one: a weak sentence is worse than none.
             best = max(p.score for p in points)

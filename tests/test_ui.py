@@ -279,6 +279,14 @@ def test_api_search_and_ask(client, ui_engine):
     assert "empty" in client.predict("  ", api_name="/ask")["error"]
     assert "not a date" in client.predict("x", 3, None, None, "2024/01", api_name="/search")[
         "error"]
+    # One locality as a plain string is that place, not seven letters; a misspelt one is an
+    # error naming the nearest known place, never an empty success.
+    wenzhou = client.predict(query="改革", k=3, localities="Wenzhou", api_name="/search")
+    assert wenzhou["hits"] and {h["locality"] for h in wenzhou["hits"]} == {"温州市"}
+    assert "温州市" in client.predict(query="改革", k=3, localities=["Wenzou"],
+                                     api_name="/search")["error"]
+    assert "2024-13-45" in client.predict(query="改革", k=3, date_from="2024-13-45",
+                                          api_name="/search")["error"]
 
 
 def test_abstractive_off_without_a_model(monkeypatch, client):

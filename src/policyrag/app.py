@@ -54,7 +54,6 @@ EXAMPLES = [
     "各地如何推進共同富裕？",
     "招商引资有哪些举措？",
 ]
-_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
 _MARKERS = re.compile(r"\s*\[\d{1,3}\]")
 USER_ERRORS = (QueryError, IndexError_, ReadError, EmbedderError, IndexLocked,
                generate.GenerationUnavailable, FileNotFoundError)
@@ -169,16 +168,13 @@ def _esc(value: object) -> str:
 # ---------------------------------------------------------------- inputs
 
 
-def make_filters(localities: list[str] | None = None, doc_ids: list[str] | None = None,
+def make_filters(localities: list[str] | str | None = None,
+                 doc_ids: list[str] | str | None = None,
                  date_from: str | None = None, date_to: str | None = None) -> Filters:
-    dates = []
-    for label, value in (("from", date_from), ("to", date_to)):
-        value = (value or "").strip()
-        if value and not _DATE.match(value):
-            raise QueryError(f"the '{label}' date {value!r} is not a date; write YYYY, YYYY-MM "
-                             "or YYYY-MM-DD (e.g. 2024 or 2024-09)")
-        dates.append(value or None)
-    return Filters(list(localities or []) or None, list(doc_ids or []) or None, *dates)
+    """Filters from API or form values; a plain string is one name, not a list of letters.
+    Values are checked against the index when the search runs (names and dates alike)."""
+    return Filters(localities or None, doc_ids or None, (date_from or "").strip() or None,
+                   (date_to or "").strip() or None)
 
 
 def _k(k: float | int | None) -> int:

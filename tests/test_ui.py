@@ -146,7 +146,9 @@ def test_enter_asks_ranks_with_bars_and_downloads_markdown_and_csv(app_url, new_
     expect(box).to_have_value(ENGLISH_Q)  # and left no newline behind
 
     # English question, extractive answer: said in English, the quotes in Chinese.
-    expect(page.locator("#answer .pr-msg")).to_contain_text("quoted in Chinese")
+    expect(page.locator("#answer .pr-msg", has_text="quoted in Chinese")).to_be_visible()
+    # …and the place the question names is shown as the scope applied.
+    expect(page.locator("#answer .pr-msg", has_text="Scope:")).to_contain_text("路桥区")
     cite = page.locator("#answer details.pr-cite").first
     cite.locator("summary").click()
     quote = cite.locator(".pr-source mark").inner_text()

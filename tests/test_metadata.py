@@ -275,3 +275,19 @@ def test_an_unknown_doc_type_in_a_sidecar_is_reported(tmp_path: Path):
 def test_a_text_nobody_can_place_has_no_locality():
     meta = _meta("会议强调，要抓好落实，确保各项工作取得实效。")
     assert (meta.locality, meta.locality_level, meta.locality_parent) == (None, None, None)
+
+
+def test_a_central_meeting_in_the_headline_is_national_and_idioms_are_no_places():
+    from pathlib import Path
+
+    from policyrag.documents import make_document
+
+    central = make_document(Path("x.txt"), (
+        "央视网消息（新闻联播）：中共中央总书记、国家主席习近平3月24日上午主持召开中央全面深化改革领导小组"
+        "第三十三次会议并发表重要讲话。会议强调，上海等自由贸易试验区要加快推进改革。全市各级要抓好落实。"),
+        "x", {"title": "习近平主持召开中央全面深化改革领导小组第三十三次会议"})
+    assert (central.locality, central.locality_level) == ("全国", "national")
+    idiom = make_document(Path("y.txt"), (
+        "央视网消息（新闻联播）：网络安全和信息化事关党的长期执政，事关国家长治久安，事关人民群众福祉。"),
+        "y", {"title": "筑牢网络强国基石 赋能高质量发展（新闻联播 20260419）"})
+    assert idiom.locality != "长治县" and idiom.locality != "长治市"

@@ -79,7 +79,8 @@ def _qualified(mentions: list[Mention], text: str) -> list[Mention]:
     city or province, or written in full. Names of organisations after a place, and the
     venue of an event, are no place of the text's own."""
     mentions = [m for m in mentions
-                if not _NOT_A_PLACE_AFTER.match(text, m.end) and not _is_venue(m, text)]
+                if not _NOT_A_PLACE_AFTER.match(text, m.end) and not _is_venue(m, text)
+                and not _inside_word(m, text)]
     names = {m.place.name for m in mentions} | {m.place.short for m in mentions}
     keep = []
     for m in mentions:
@@ -88,6 +89,28 @@ def _qualified(mentions: list[Mention], text: str) -> list[Mention]:
         if p.level != "county" or full or p.parent in names or p.province in names:
             keep.append(m)
     return _disambiguate(keep, names)
+
+
+def _inside_word(m: Mention, text: str, margin: int = 6) -> bool:
+    """A short name that is part of a longer word (长治 in 长治久安, 富裕 in 共同富裕)."""
+    if text[m.start:m.end] == m.place.name:
+        return False
+    from .lexical import tokenize
+
+    start = max(0, m.start - margin)
+    pos = start
+    for token in tokenize(text[start:m.end + margin]):
+        found = text.find(token, pos)
+        if found < 0:
+            return False
+        end = found + len(token)
+        if found <= m.start and end >= m.end:
+            if end - found == m.end - m.start:
+                return False  # the token is the name itself
+            # A longer token that is a place's name (长治市) is no word around the name.
+            return not any(x.start == 0 and x.end == len(token) for x in find_places(token))
+        pos = end
+    return False
 
 
 def _disambiguate(mentions: list[Mention], names: set[str]) -> list[Mention]:
@@ -157,8 +180,9 @@ def issuing_place(text: str, title: str, doc_type: str) -> Place | None:
     level = own_level(text, title)
     found = _evidence(text, title)
     lead = lead_sentence(text)
-    # A central body as the subject outranks the city it met in (在北京召开).
-    if level is None and (_central_subject(title) or _central_subject(lead)):
+    # A central body as the subject outranks the city it met in (在北京召开); in the headline
+    # (习近平主持召开中央…会议) it outranks how the text speaks of levels too.
+    if _central_subject(title) or (level is None and _central_subject(lead)):
         return NATIONAL
     ranked = sorted(found.values(), key=lambda e: -e.score)
     if level is not None:

@@ -125,6 +125,11 @@ class Engine:
         self._committed()
         return change
 
+    def compact(self, wait: float = 0.0) -> idx.Compaction:
+        done = idx.compact(self.root, self.settings, wait)
+        self._committed()
+        return done
+
     def rebuild(self, wait: float = 0.0, from_generation: str | None = None
                 ) -> tuple[str | None, list[ReadError]]:
         """Re-read every report from its recorded source and re-embed (with --model, a new model).

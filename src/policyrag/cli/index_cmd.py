@@ -1,4 +1,4 @@
-"""`policyrag index build|add|remove|rebuild|info|verify`."""
+"""`policyrag index build|add|remove|compact|rebuild|info|verify`."""
 
 from __future__ import annotations
 
@@ -42,6 +42,15 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                                     "source path. Nothing is removed if any is not indexed.")
     p.add_argument("keys", nargs="+", metavar="DOC_ID_OR_PATH")
     p.set_defaults(func=cmd_remove)
+
+    p = isub.add_parser("compact", parents=[common, writer],
+                        help="merge the index's segments into one, dropping removed reports",
+                        description="Merge every segment of the index into one, without the "
+                                    "rows of removed reports, and re-tokenise (BM25) what was "
+                                    "written with an older slogan lexicon; nothing is embedded "
+                                    "again. Adds and removes compact automatically when there "
+                                    "are more than 8 segments or over 20% of one is removed.")
+    p.set_defaults(func=cmd_compact)
 
     p = isub.add_parser("rebuild", parents=[common, writer],
                         help="re-index every report from its recorded source (e.g. new --model)",
@@ -125,6 +134,17 @@ def cmd_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    done = _engine(args).compact(args.wait)
+    if done.generation is None:
+        print(f"{args.index}: already one segment with nothing removed (index not rewritten)")
+        return 0
+    print(f"compacted {args.index}: {done.segments_before} segments -> "
+          f"{done.segments_after} ({done.generation}); {done.rows_dropped} removed rows "
+          f"dropped, {done.retokenised} rows re-tokenised")
+    return 0
+
+
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from ..readers import KeptStoredText
 
@@ -150,6 +170,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"chunks     {m['chunks']} (max {m['chunk_max_chars']} chars, "
           f"overlap {m['chunk_overlap_chars']})")
     print(f"reports    {m['documents']}")
+    segs = m.get("segments") or []
+    if segs:
+        removed = sum(len(s["removed"]) for s in segs)
+        print(f"segments   {len(segs)}" + (f" ({removed} removed reports still stored; "
+                                            "policyrag index compact drops them)"
+                                            if removed else ""))
     for d in info["documents"]:
         print(f"  {d['doc_id']:<28} {d['locality'] or '?':<10} {d['date'] or '':<11} "
               f"{d['chunks']:>4} chunks  {d['title']}")

@@ -620,24 +620,34 @@ def remove(root: Path, ids_or_paths: list[str], settings: Settings, wait: float 
 class Live:
     """The live generation's manifest, segments and reports, read without the vectors or the
     chunk store: what add and remove need to decide what to write."""
+    root: Path
     gen: Path
     manifest: Manifest
     segments: list[Segment]
     docs: dict[str, Document]
-    home: dict[str, tuple[str, int]]  # doc_id -> (its segment, its rows there)
+    home: dict[str, str]  # doc_id -> the segment holding it
+    rows: dict[str, int]  # doc_id -> its rows there (as its documents.jsonl row records)
 
     def tombstoned(self, doc_ids: set[str]) -> list[Segment]:
         """The segments with `doc_ids` removed; a segment left with no report is dropped."""
         out = []
         for seg in self.segments:
-            ids = sorted(i for i in doc_ids if self.home.get(i, ("",))[0] == seg.name)
+            ids = sorted(i for i in doc_ids if self.home.get(i) == seg.name)
             if ids:
                 seg = Segment.from_dict(asdict(seg))
                 seg.removed = [*seg.removed, *ids]
-                seg.removed_chunks += sum(self.home[i][1] for i in ids)
+                seg.removed_chunks += self._count(seg.name, ids)
             if seg.live_documents > 0:
                 out.append(seg)
         return out
+
+    def _count(self, segment: str, ids: list[str]) -> int:
+        if all(i in self.rows for i in ids):
+            return sum(self.rows[i] for i in ids)
+        # A segment written before documents recorded their rows (format 1): count them once.
+        wanted = set(ids)
+        return sum(1 for r in store.load_jsonl(self.root / segment / "chunks.jsonl")
+                   if r.get("doc_id") in wanted)
 
 
 def _live(root: Path, embedder: Embedder | None = None) -> Live:
@@ -654,23 +664,20 @@ def _live(root: Path, embedder: Embedder | None = None) -> Live:
     _check_checksums(root, gen, segs, damaged)
     if embedder is not None:
         check_model(manifest, embedder, root)
-    docs: dict[str, Document] = {}
-    home: dict[str, tuple[str, int]] = {}
+    live = Live(root, gen, manifest, segs, {}, {}, {})
     try:
         for seg in segs:
-            rows = store.load_jsonl(root / seg.name / "documents.jsonl")
-            counts = (None if all("chunks" in r for r in rows)
-                      else Counter(r["doc_id"] for r in
-                                   store.load_jsonl(root / seg.name / "chunks.jsonl")))
             removed = set(seg.removed)
-            for row in rows:
-                if row["doc_id"] not in removed:
-                    docs[row["doc_id"]] = Document.from_dict(row)
-                    home[row["doc_id"]] = (seg.name, row["chunks"] if counts is None
-                                           else counts[row["doc_id"]])
+            for row in store.load_jsonl(root / seg.name / "documents.jsonl"):
+                doc_id = row["doc_id"]
+                if doc_id not in removed:
+                    live.docs[doc_id] = Document.from_dict(row)
+                    live.home[doc_id] = seg.name
+                    if "chunks" in row:
+                        live.rows[doc_id] = row["chunks"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise damaged(f"the chunk or document store cannot be read ({exc})") from None
-    return Live(gen, manifest, segs, docs, home)
+    return live
 
 
 def _append(root: Path, live: Live, fresh: list[Document], embedder: Embedder,

@@ -54,11 +54,12 @@ def step(fn) -> tuple[float, float, object]:
 def build(root: Path, n_chunks: int, embedder) -> dict:
     from functools import cache
 
+    from synth import RandomEmbedder, seed_documents, synthetic_documents
+
     from policyrag import index as idx
     from policyrag.chunking import sentence_spans
     from policyrag.config import Settings
     from policyrag.lexical import tokenize
-    from synth import RandomEmbedder, seed_documents, synthetic_documents
 
     settings = Settings()
     docs = synthetic_documents(seed_documents(), n_chunks, settings, embedder.max_chars)
@@ -81,10 +82,11 @@ def build(root: Path, n_chunks: int, embedder) -> dict:
 
 
 def new_report(lexicon: tuple[str, ...], embedder):
-    """A report of seed sentences, about 6 kB, whose slogans the index already knows."""
+    """A report of seed sentences (2,000-3,500 characters), whose slogans the index knows."""
+    from synth import seed_documents, synthetic_documents
+
     from policyrag.config import Settings
     from policyrag.lexical import slogans
-    from synth import seed_documents, synthetic_documents
 
     for seed in range(1000, 1100):
         doc = synthetic_documents(seed_documents(), 1, Settings(), embedder.max_chars, seed)[0]

@@ -150,17 +150,20 @@ def test_remove_writes_only_a_manifest_and_the_report_is_never_found(index_copy,
     assert idx.verify(index_copy) == []
 
 
-def test_removing_most_of_a_segment_compacts_it(index_copy, embedder):
-    eng = engine_on(index_copy, embedder)
-    change = eng.remove(SEED_IDS[:3])
-    # Over a fifth of the segment's rows were removed: it was rewritten without them.
-    assert change.generation == "gen-000003"
+def test_removing_most_of_a_segment_compacts_it(index_copy, capsys):
+    rows = sum(1 for c in idx.open_index(index_copy).chunks if c.doc_id in SEED_IDS[:3])
+    assert main(["index", "remove", *SEED_IDS[:3], "--index", str(index_copy)]) == 0
+    # Over a fifth of the segment's rows were removed: it was rewritten without them, in a
+    # commit of its own after the removal's.
+    assert capsys.readouterr().out.splitlines() == [
+        f"removed {', '.join(SEED_IDS[:3])} -> gen-000003",
+        f"  compacted segments 1 -> 1; {rows} removed rows dropped"]
     m = manifest(index_copy)
     assert [s["name"] for s in m["segments"]] == ["gen-000003"]
     assert m["segments"][0]["removed"] == []
     rows = store.load_jsonl(index_copy / "gen-000003" / "chunks.jsonl")
     assert {r["doc_id"] for r in rows} == set(SEED_IDS[3:])
-    assert sorted(eng.index.documents) == SEED_IDS[3:]
+    assert sorted(idx.open_index(index_copy).documents) == SEED_IDS[3:]
     assert idx.verify(index_copy) == []
 
 

@@ -361,6 +361,8 @@ class Change:
     renamed: list[tuple[str, str, str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     generation: str | None = None
+    # the automatic compaction that followed the change (its generation is `generation`)
+    compacted: Compaction | None = None
 
 
 def _chunk_all(docs: Iterable[Document], settings: Settings, embedder: Embedder) -> list[Chunk]:
@@ -579,7 +581,8 @@ def add(root: Path, new_docs: list[Document], embedder: Embedder, settings: Sett
             fresh.append(doc)
         if not fresh:
             return change
-        change.generation = _append(root, live, fresh, embedder, settings, progress)
+        change.generation, change.compacted = _append(root, live, fresh, embedder, settings,
+                                                      progress)
         return change
 
 
@@ -612,8 +615,9 @@ def remove(root: Path, ids_or_paths: list[str], settings: Settings, wait: float 
         rest = [d for d in live.docs.values() if d.doc_id not in targets]
         gen = _commit(root, live.manifest, segs, None, _fingerprint(rest),
                       settings.generations_kept)
-        return Change(removed=sorted(targets),
-                      generation=_auto_compact(root, settings, segs) or gen.name)
+        compacted = _auto_compact(root, settings, segs)
+        return Change(removed=sorted(targets), compacted=compacted,
+                      generation=compacted.generation if compacted else gen.name)
 
 
 @dataclass
@@ -681,12 +685,13 @@ def _live(root: Path, embedder: Embedder | None = None) -> Live:
 
 
 def _append(root: Path, live: Live, fresh: list[Document], embedder: Embedder,
-            settings: Settings, progress: bool) -> str:
+            settings: Settings, progress: bool) -> tuple[str, Compaction | None]:
     """Commit `fresh` as one new segment, tombstoning the reports they replace.
 
     The new segment is tokenised with the lexicon widened by its own slogans; the other
     segments keep the tokens they were written with (see segments.py), so an add never
-    re-tokenises the index. Returns the live generation's name (a compaction's, if one ran).
+    re-tokenises the index. Returns the live generation's name (a compaction's, if one ran),
+    and that compaction.
     """
     replaced = {d.doc_id for d in fresh if d.doc_id in live.docs}
     segs: list[Segment | None] = [*live.tombstoned(replaced), None]
@@ -702,7 +707,8 @@ def _append(root: Path, live: Live, fresh: list[Document], embedder: Embedder,
     gen = _commit(root, manifest, segs, batch, _fingerprint(docs), settings.generations_kept)
     committed = _try_manifest(gen)
     after = committed.segment_list(gen.name) if committed else []
-    return _auto_compact(root, settings, after) or gen.name
+    compacted = _auto_compact(root, settings, after)
+    return (compacted.generation if compacted else gen.name) or gen.name, compacted
 
 
 # ---- compaction ------------------------------------------------------------------------------
@@ -725,10 +731,10 @@ def compact(root: Path, settings: Settings, wait: float = 0.0) -> Compaction:
         return _compact(root, settings, None)
 
 
-def _auto_compact(root: Path, settings: Settings, segs: list[Segment]) -> str | None:
+def _auto_compact(root: Path, settings: Settings, segs: list[Segment]) -> Compaction | None:
     """Run the compaction policy (segments.to_merge) on the just-committed segments."""
     names = to_merge(segs, settings.max_segments, settings.removed_share)
-    return _compact(root, settings, names).generation if names else None
+    return _compact(root, settings, names) if names else None
 
 
 def _compact(root: Path, settings: Settings, names: list[str] | None) -> Compaction:

@@ -125,12 +125,21 @@ def cmd_add(args: argparse.Namespace) -> int:
         print(f"  added     {quoted(doc_id)}")
     for doc_id in change.replaced:
         print(f"  replaced  {quoted(doc_id)}")
+    _say_compacted(change)
     return status
+
+
+def _say_compacted(change) -> None:
+    done = change.compacted
+    if done is not None and done.generation:
+        print(f"  compacted segments {done.segments_before} -> {done.segments_after}; "
+              f"{done.rows_dropped} removed rows dropped")
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
     change = _engine(args).remove(args.keys, args.wait)
     print(f"removed {', '.join(change.removed)} -> {change.generation}")
+    _say_compacted(change)
     return 0
 
 

@@ -64,6 +64,11 @@ def settings() -> Settings:
     return Settings()
 
 
+def progress_seconds() -> float:
+    """How often a long job writes a progress line when stderr is not a terminal."""
+    return float(_env("PROGRESS_SECONDS", "30"))
+
+
 def cache_dir() -> Path:
     """Where derived files that are safe to delete live (stitched model files, dictionaries)."""
     if env := _env("CACHE_DIR", ""):

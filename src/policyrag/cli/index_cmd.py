@@ -80,7 +80,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 
 def _engine(args: argparse.Namespace) -> Engine:
-    return Engine(args.index, args.model, progress=sys.stderr.isatty())
+    # On a terminal a live bar; in a log a line now and then (see progress.py).
+    return Engine(args.index, args.model, progress=True)
 
 
 def _report_errors(errors) -> int:

@@ -372,3 +372,41 @@ def test_old_generations_are_collected_but_not_the_segments_in_use(index_copy, t
     assert main(["index", "rebuild", "--from", "gen-000003", "--index", str(index_copy)]) == 0
     capsys.readouterr()
     assert sorted(idx.open_index(index_copy).documents) == sorted([*SEED_IDS, "r0", "r1"])
+
+
+@pytest.mark.slow
+def test_readers_see_whole_snapshots_while_adds_compact_and_collect(index_copy, tmp_path,
+                                                                    embedder):
+    """Readers loop while a writer adds past the segment limit (so an automatic compaction
+    runs and old generations are collected, some of them keeping only their segment)."""
+    import subprocess
+    import sys
+
+    from tests.test_crash_safety import WRITER, check_snapshot
+
+    n = Settings().max_segments + 2
+    files = [str(write_report(tmp_path / "in", f"s{i}", marker, 3)) for i, marker in
+             enumerate(["大港头码头", "通济堰灌区", "仙都鼎湖峰", "百山祖国家公园", "千峡湖生态区",
+                        "九龙湿地公园", "古堰画乡", "南明山摩崖", "东西岩景区", "白云山公园"][:n])]
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(index_copy), *files],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen: dict[str, int] = {}
+    try:
+        while True:
+            finished = writer.poll() is not None
+            ix = idx.open_index(index_copy, embedder)
+            check_snapshot(ix)
+            seen[ix.generation.name] = len(ix.documents)
+            if finished:
+                break
+    finally:
+        out, err = writer.communicate(timeout=300)
+    assert writer.returncode == 0, err
+    assert out.count("committed") == n
+    final = idx.open_index(index_copy)
+    assert len(final.documents) == 5 + n
+    assert len(segment_names(index_copy)) <= Settings().max_segments
+    # a compaction commit came in between (n adds, more than n generations)
+    assert int(final.generation.name[4:]) > 1 + n
+    assert idx.verify(index_copy) == []
+    assert len(seen) >= 3, seen

@@ -410,3 +410,36 @@ def test_readers_see_whole_snapshots_while_adds_compact_and_collect(index_copy, 
     assert int(final.generation.name[4:]) > 1 + n
     assert idx.verify(index_copy) == []
     assert len(seen) >= 3, seen
+
+
+def same_index(a: idx.Index, b: idx.Index) -> None:
+    assert a.generation == b.generation
+    assert list(a.documents) == list(b.documents) and a.documents == b.documents
+    assert [c.chunk_id for c in a.chunks] == [c.chunk_id for c in b.chunks]
+    assert a.tokens == b.tokens
+    assert (a.matrix() == b.matrix()).all()
+
+
+def test_reopening_after_a_change_reads_only_what_changed(index_copy, tmp_path, embedder,
+                                                          monkeypatch):
+    eng = engine_on(index_copy, embedder)
+    assert eng.search("招商引资", k=3)
+    read: list[str] = []
+    real = store.load_jsonl
+    monkeypatch.setattr(store, "load_jsonl",
+                        lambda path: read.append(f"{path.parent.name}/{path.name}") or real(path))
+    idx.add(index_copy, [*load_documents([write_report(tmp_path / "in", "kunpeng",
+                                                       "鲲鹏智算产业园")])[0]],
+            embedder, Settings())
+    read.clear()
+    reopened = eng.index  # the engine sees the new generation and reopens
+    assert sorted(read) == ["gen-000002/chunks.jsonl", "gen-000002/documents.jsonl"]
+    same_index(reopened, idx.open_index(index_copy))
+    assert eng.search("鲲鹏智算产业园", k=1)[0].doc_id == "kunpeng"
+
+    eng.remove(["002_e8d0747b3dfad330"])  # a tombstone in a segment it holds: nothing to read
+    read.clear()
+    reopened = eng.index
+    assert read == []
+    same_index(reopened, idx.open_index(index_copy))
+    assert all(h.doc_id != "002_e8d0747b3dfad330" for h in eng.search("路桥区委全会", k=20))

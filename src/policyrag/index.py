@@ -150,6 +150,18 @@ class Index:
     def localities(self) -> list[str]:
         return self.view().localities
 
+    # Where each segment's live rows lie in chunks/tokens/vectors, so that reopening after a
+    # change reuses them instead of reading the segment again (see _pieces).
+    spans: dict[str, Span] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class Span:
+    segment: Segment
+    start: int
+    end: int
+    doc_ids: list[str]
+
 
 def _same_model(a: str, b: str) -> bool:
     """Equal names, or two spellings of one local model folder."""
@@ -184,15 +196,20 @@ def _empty_current(root: Path) -> IndexDamaged:
                         f"{root} (it rebuilds from the newest generation and keeps the others)")
 
 
-def open_index(root: Path, embedder: Embedder | None = None) -> Index:
-    """The live generation, whole; with `embedder`, also checks it is the model of the index."""
+def open_index(root: Path, embedder: Embedder | None = None,
+               previous: Index | None = None) -> Index:
+    """The live generation, whole; with `embedder`, also checks it is the model of the index.
+
+    With `previous` (an older opening of the same index), the segments it already holds are
+    taken from it rather than read again: after an add, only the new segment is read.
+    """
     root = Path(root)
     for _ in range(OPEN_ATTEMPTS):
         name = store.read_current(root)
         if name is None:
             raise _empty_current(root) if store.current_is_blank(root) else _missing(root)
         try:
-            return _load_generation(root, root / name, embedder)
+            return _load_generation(root, root / name, embedder, previous)
         except IndexDamaged:
             if store.read_current(root) != name:
                 continue  # a writer committed meanwhile and collected this generation
@@ -284,42 +301,89 @@ def _read_segment(root: Path, gen: Path, seg: Segment, dim: int, damaged: Damage
     return SegmentRows(seg, vectors, rows, docs)
 
 
-def _load_generation(root: Path, gen: Path, embedder: Embedder | None) -> Index:
+def _load_generation(root: Path, gen: Path, embedder: Embedder | None,
+                     previous: Index | None = None) -> Index:
     damaged = _damage_at(root, gen)
     manifest = _read_manifest_at(gen, damaged)
     segs = manifest.segment_list(gen.name)
-    parts = [_read_segment(root, gen, seg, manifest.dim, damaged) for seg in segs]
-    _check_checksums(root, gen, segs, damaged)
+    known = previous.spans if previous is not None and previous.root == root else {}
+    loaded: list[SegmentRows | Span] = []
+    for seg in segs:
+        span = known.get(seg.name)
+        if span is not None and _reusable(span.segment, seg, manifest.dim, previous):
+            _check_sizes(root, gen, seg, damaged)
+            loaded.append(span)
+        else:
+            loaded.append(_read_segment(root, gen, seg, manifest.dim, damaged))
+    _check_checksums(root, gen, segs, damaged)  # (files on record cost a stat each)
     if embedder is not None:
         check_model(manifest, embedder, root)
     try:
-        return _assemble(root, gen, manifest, parts)
+        pieces = [_piece(seg, part, previous) for seg, part in zip(segs, loaded, strict=True)]
     except (KeyError, TypeError) as exc:
         raise damaged(f"the chunk or document store cannot be read ({exc!r})") from None
+    return _assemble(root, gen, manifest, pieces)
 
 
-def _assemble(root: Path, gen: Path, manifest: Manifest, parts: list[SegmentRows]) -> Index:
+def _reusable(had: Segment, now: Segment, dim: int, previous: Index | None) -> bool:
+    """The same files, with at most more reports removed since."""
+    return (previous is not None and previous.manifest.dim == dim
+            and had.checksums == now.checksums and had.sizes == now.sizes
+            and set(had.removed) <= set(now.removed))
+
+
+@dataclass
+class Piece:
+    """A segment's live rows, ready to be concatenated with the others'."""
+    segment: Segment
+    docs: list[Document]
+    chunks: list[Chunk]
+    tokens: list[list[str]]
+    vectors: np.ndarray
+    flat: faiss.Index | None = None  # the segment's own FAISS index, when all its rows live
+
+
+def _piece(seg: Segment, part: SegmentRows | Span, previous: Index | None) -> Piece:
+    removed = set(seg.removed)
+    if isinstance(part, Span):
+        assert previous is not None
+        rows = [i for i in range(part.start, part.end)
+                if previous.chunks[i].doc_id not in removed]
+        whole = previous.matrix()
+        return Piece(seg, [previous.documents[i] for i in part.doc_ids if i not in removed],
+                     [previous.chunks[i] for i in rows], [previous.tokens[i] for i in rows],
+                     whole[rows] if len(rows) < part.end - part.start
+                     else whole[part.start:part.end])
+    keep = part.live_rows()
+    rows = [part.chunks[i] for i in keep]
+    whole = matrix(part.vectors)
+    everything = len(keep) == len(part.chunks)
+    return Piece(seg, [Document.from_dict(d) for d in part.documents
+                       if d["doc_id"] not in removed],
+                 [Chunk(r["chunk_id"], r["doc_id"], r["start"], r["end"], r["text"])
+                  for r in rows],
+                 [r.get("tokens", "").split() for r in rows],
+                 whole if everything else whole[keep], part.vectors if everything else None)
+
+
+def _assemble(root: Path, gen: Path, manifest: Manifest, pieces: list[Piece]) -> Index:
     """The live rows of every segment, in segment order: tombstoned ones are never loaded."""
     docs: dict[str, Document] = {}
     chunks: list[Chunk] = []
     tokens: list[list[str]] = []
-    arrays = []
-    for part in parts:
-        removed = set(part.segment.removed)
-        docs.update((d["doc_id"], Document.from_dict(d)) for d in part.documents
-                    if d["doc_id"] not in removed)
-        keep = part.live_rows()
-        rows = [part.chunks[i] for i in keep]
-        chunks += [Chunk(r["chunk_id"], r["doc_id"], r["start"], r["end"], r["text"])
-                   for r in rows]
-        tokens += [r.get("tokens", "").split() for r in rows]
-        whole = matrix(part.vectors)
-        arrays.append(whole if len(keep) == len(part.chunks) else whole[keep])
-    if len(parts) == 1 and not parts[0].segment.removed:
-        vectors = parts[0].vectors  # no copy
+    spans: dict[str, Span] = {}
+    for piece in pieces:
+        docs.update((d.doc_id, d) for d in piece.docs)
+        spans[piece.segment.name] = Span(piece.segment, len(chunks),
+                                         len(chunks) + len(piece.chunks),
+                                         [d.doc_id for d in piece.docs])
+        chunks += piece.chunks
+        tokens += piece.tokens
+    if len(pieces) == 1 and pieces[0].flat is not None:
+        vectors = pieces[0].flat  # no copy
     else:
-        vectors = merged_flat(arrays, manifest.dim)
-    return Index(root, gen, manifest, docs, chunks, vectors, tokens)
+        vectors = merged_flat([p.vectors for p in pieces], manifest.dim)
+    return Index(root, gen, manifest, docs, chunks, vectors, tokens, spans)
 
 
 def read_manifest(root: Path) -> Manifest | None:

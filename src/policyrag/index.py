@@ -487,7 +487,7 @@ def _commit(root: Path, manifest: Manifest, segs: list[Segment | None], batch: B
         manifest.checksums, manifest.sizes = {}, {}  # each segment carries its own
         store.write_file_durably(tmp / "manifest.json", json.dumps(
             asdict(manifest), ensure_ascii=False, indent=2).encode())
-        return store.commit_generation(root, tmp, keep, collect, _needs)
+        return store.commit_generation(root, tmp, keep, collect, _needs, name)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise _disk_full(root, exc) from None

@@ -7,7 +7,8 @@
         .lock                 held by the one writer
 
 A manifest names the segments of its index, which may lie in older generation folders (see
-segments.py); garbage collection keeps every folder a kept manifest needs.
+segments.py); garbage collection keeps every folder a kept manifest needs, and takes the
+manifest out of one it keeps only for its segment.
 
 A writer fills a temporary folder, fsyncs it, renames it to the next generation and only then
 swaps CURRENT. A crash at any point leaves CURRENT naming a complete generation. Generations are
@@ -189,15 +190,19 @@ Needs = Callable[[Path], "set[str] | None"]
 
 
 def commit_generation(root: Path, tmp: Path, keep: int = 2, collect: bool = True,
-                      needs: Needs | None = None) -> Path:
-    """Make `tmp` the live generation (named as next_generation said); with `collect`, drop
-    generations beyond `keep`, except the folders that `needs` says kept ones use."""
+                      needs: Needs | None = None, name: str | None = None) -> Path:
+    """Make `tmp` the live generation; with `collect`, drop generations beyond `keep`, except
+    the folders that `needs` says kept ones use. `name` is what next_generation said when the
+    manifest in `tmp` was written (it names its own segment by it)."""
     test_pause("before_commit")
     for f in tmp.iterdir():
         with f.open("rb") as fh:
             os.fsync(fh.fileno())
     fsync_dir(tmp)
     final = root / next_generation(root)
+    if name is not None and final.name != name:
+        raise RuntimeError(f"{root}: the next generation is {final.name}, not {name} as the "
+                           "manifest says; was the writer lock bypassed?")
     os.rename(tmp, final)
     fsync_dir(root)
     test_pause("after_rename")

@@ -817,23 +817,26 @@ def _compact(root: Path, settings: Settings, names: list[str] | None) -> Compact
     chunks: list[Chunk] = []
     tokens: list[str] = []
     arrays = []
-    for seg in chosen:
-        part = _read_segment(root, gen, seg, live.manifest.dim, damaged)
-        keep = part.live_rows()
-        result.rows_dropped += len(part.chunks) - len(keep)
-        rows = [part.chunks[i] for i in keep]
-        seg_chunks = [Chunk(r["chunk_id"], r["doc_id"], r["start"], r["end"], r["text"])
-                      for r in rows]
-        if full and seg.lexicon != digest:
-            fresh_tokens = _tokens(seg_chunks, lexicon)
-            tokens += [fresh_tokens[c.chunk_id] for c in seg_chunks]
-            result.retokenised += len(seg_chunks)
-        else:
-            tokens += [r.get("tokens", "") for r in rows]
-        chunks += seg_chunks
-        removed = set(seg.removed)
-        docs += [Document.from_dict(d) for d in part.documents if d["doc_id"] not in removed]
-        arrays.append(matrix(part.vectors)[keep])
+    try:
+        for seg in chosen:
+            part = _read_segment(root, gen, seg, live.manifest.dim, damaged)
+            keep = part.live_rows()
+            result.rows_dropped += len(part.chunks) - len(keep)
+            rows = [part.chunks[i] for i in keep]
+            seg_chunks = [Chunk(r["chunk_id"], r["doc_id"], r["start"], r["end"], r["text"])
+                          for r in rows]
+            if full and seg.lexicon != digest:
+                fresh_tokens = _tokens(seg_chunks, lexicon)
+                tokens += [fresh_tokens[c.chunk_id] for c in seg_chunks]
+                result.retokenised += len(seg_chunks)
+            else:
+                tokens += [r.get("tokens", "") for r in rows]
+            chunks += seg_chunks
+            removed = set(seg.removed)
+            docs += [Document.from_dict(d) for d in part.documents if d["doc_id"] not in removed]
+            arrays.append(matrix(part.vectors)[keep])
+    except (KeyError, TypeError) as exc:  # a row without the fields a merge copies
+        raise damaged(f"the chunk or document store cannot be read ({exc!r})") from None
     digests = {s.lexicon for s in chosen}
     batch = Batch(docs, chunks, np.concatenate(arrays) if arrays else
                   np.zeros((0, live.manifest.dim), np.float32), tokens,

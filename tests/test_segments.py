@@ -319,6 +319,11 @@ def test_verify_checks_older_segments_and_tombstones(index_copy, tmp_path, embed
     with pytest.raises(idx.IndexDamaged, match="gen-000001/vectors.faiss does not match"):
         idx.open_index(index_copy)
 
+    shutil.rmtree(index_copy / "gen-000001")
+    assert "segment gen-000001 is missing (its folder does not exist)" in idx.verify(index_copy)
+    with pytest.raises(idx.IndexDamaged, match="segment gen-000001 is missing"):
+        idx.open_index(index_copy)
+
 
 def make_version_1(root: Path) -> None:
     """Turn a one-segment index into what policyrag wrote before segments."""

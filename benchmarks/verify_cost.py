@@ -80,7 +80,7 @@ def main() -> None:
         checksum._cache_file(root).unlink(missing_ok=True)
 
     def check() -> None:
-        assert checksum.first_mismatch(root, gen, names, manifest.checksums) is None
+        assert checksum.first_mismatch(root, [(n, gen / n, manifest.segment_list(gen.name)[0].checksums.get(n)) for n in names]) is None
 
     def nothing() -> None:
         pass

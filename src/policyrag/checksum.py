@@ -60,47 +60,45 @@ def _cache_file(root: Path) -> Path:
     return cache_dir() / "verified" / f"{key}.json"
 
 
-def _load_cache(root: Path, gen: Path) -> dict:
+def _load_cache(root: Path) -> dict:
     try:
         data = json.loads(_cache_file(root).read_text("utf-8"))
     except (OSError, ValueError):
         return {}
-    if not isinstance(data, dict) or data.get("generation") != str(gen.resolve()):
-        return {}
-    files = data.get("files")
+    files = data.get("files") if isinstance(data, dict) else None
     return files if isinstance(files, dict) else {}
 
 
-def _save_cache(root: Path, gen: Path, files: dict) -> None:
+def _save_cache(root: Path, files: dict) -> None:
     """Best effort: a read-only or full cache folder only costs the next open a re-check."""
     path = _cache_file(root)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps({"generation": str(gen.resolve()), "files": files}), "utf-8")
+        tmp.write_text(json.dumps({"files": files}), "utf-8")
         os.replace(tmp, path)
     with contextlib.suppress(OSError):
         tmp.unlink()
 
 
-def first_mismatch(root: Path, gen: Path, names: tuple[str, ...],
-                   recorded: dict[str, str]) -> str | None:
-    """The first of `names` in `gen` whose content differs from its recorded checksum, else
-    None. Files verified before and not touched since (same stat stamp) are not re-read."""
-    cached = _load_cache(root, gen)
+def first_mismatch(root: Path, files: list[tuple[str, Path, str | None]]) -> str | None:
+    """The label of the first (label, path, recorded checksum) whose content differs from its
+    checksum, else None. Files verified before and not touched since (same stat stamp) are not
+    re-read; the record is keyed by the path under `root`, so a segment that later manifests
+    name again stays on record across commits."""
+    cached = _load_cache(root)
     fresh: dict[str, list] = {}
-    for name in names:
-        want = recorded.get(name)
+    for label, path, want in files:
         if not want:
             continue  # an index from before checksums were recorded: nothing to compare
-        path = gen / name
+        key = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
         stamp = _stamp(path)
-        if cached.get(name) == [*stamp, want]:
-            fresh[name] = cached[name]
+        if cached.get(key) == [*stamp, want]:
+            fresh[key] = cached[key]
             continue
         if not matches(path, want):
-            return name
-        fresh[name] = [*stamp, want]
+            return label
+        fresh[key] = [*stamp, want]
     if fresh != cached:
-        _save_cache(root, gen, fresh)
+        _save_cache(root, fresh)
     return None

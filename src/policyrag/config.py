@@ -40,6 +40,10 @@ class Settings:
     dense_weight: float = 1.0
     lexical_weight: float = 2.0
     generations_kept: int = 2
+    # Automatic compaction (segments.to_merge): past this many segments the smallest are
+    # merged, and a segment with more than this share of its rows removed is rewritten.
+    max_segments: int = 8
+    removed_share: float = 0.2
     # An answer whose best passages hold under this share of the question's words, and whose
     # BM25 match is weaker than this, is said not to answer (on the seeds, 18% of answerable
     # development questions are flagged and 14% of off-topic ones pass:
@@ -58,6 +62,11 @@ class Settings:
 
 def settings() -> Settings:
     return Settings()
+
+
+def progress_seconds() -> float:
+    """How often a long job writes a progress line when stderr is not a terminal."""
+    return float(_env("PROGRESS_SECONDS", "30"))
 
 
 def cache_dir() -> Path:

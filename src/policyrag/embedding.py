@@ -52,13 +52,15 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
 
 
 def _batches(texts: list[str], size: int, progress: bool, what: str):
-    from tqdm.auto import tqdm
+    from .progress import bar
 
-    bar = tqdm(total=len(texts), desc=what, unit="chunk", disable=not progress, leave=False)
+    shown = bar(len(texts), what) if progress else None
     for i in range(0, len(texts), size):
         yield texts[i:i + size]
-        bar.update(min(size, len(texts) - i))
-    bar.close()
+        if shown is not None:
+            shown.update(min(size, len(texts) - i))
+    if shown is not None:
+        shown.close()
 
 
 def _file_fingerprint(path: Path) -> str:
@@ -158,9 +160,16 @@ class SentenceTransformerEmbedder:
     def encode(self, texts: list[str], kind: Kind = "passage", batch_size: int = 32,
                progress: bool = False) -> np.ndarray:
         prompt = kind if kind in (self.model.prompts or {}) else None
-        vectors = self.model.encode(list(texts), batch_size=batch_size, prompt_name=prompt,
-                                    show_progress_bar=progress, convert_to_numpy=True)
-        return _normalise(vectors)
+
+        def run(part: list[str], bar: bool) -> np.ndarray:
+            return self.model.encode(part, batch_size=batch_size, prompt_name=prompt,
+                                     show_progress_bar=bar, convert_to_numpy=True)
+
+        if progress and not sys.stderr.isatty() and texts:
+            # Its own bar would be carriage returns in a log: lines, over slices, instead.
+            return _normalise(np.concatenate([run(part, False) for part in _batches(
+                list(texts), batch_size * 8, True, "embedding")]))
+        return _normalise(run(list(texts), progress))
 
 
 PACKAGED = {

@@ -42,7 +42,8 @@ class Engine:
         with self._lock:
             if self._index is None or self._index.is_stale():
                 try:
-                    self._index = idx.open_index(self.root, self.embedder)
+                    # Segments the open index already holds are not read again.
+                    self._index = idx.open_index(self.root, self.embedder, self._index)
                 except idx.ModelMismatch:
                     # Rebuilt elsewhere with another model: follow it, unless the user named one.
                     if self.requested_model is not None:
@@ -88,10 +89,11 @@ class Engine:
         return load_embedder(model)
 
     def _committed(self, embedder: Embedder | None = None) -> None:
+        """After a write the open index is stale: the next use reopens it, reusing what it
+        holds of the segments that did not change."""
         with self._lock:
             if embedder is not None:
                 self._embedder = embedder
-            self._index = None
 
     def build(self, paths: list[Path], wait: float = 0.0) -> tuple[str | None, list[ReadError]]:
         """A new index of the reports in `paths`. Errors name the files skipped; notices
@@ -124,6 +126,11 @@ class Engine:
         change = idx.remove(self.root, keys, self.settings, wait)
         self._committed()
         return change
+
+    def compact(self, wait: float = 0.0) -> idx.Compaction:
+        done = idx.compact(self.root, self.settings, wait)
+        self._committed()
+        return done
 
     def rebuild(self, wait: float = 0.0, from_generation: str | None = None
                 ) -> tuple[str | None, list[ReadError]]:

@@ -1,8 +1,13 @@
 """The index: FAISS vectors, the chunk store and the manifest, built, changed and opened together.
 
-Every change (build, add, remove, rebuild) writes a whole new generation folder under the writer
-lock and makes it live with one atomic rename (see store.py), so a reader always sees one
-consistent generation and a crash leaves the previous one live.
+An index is a list of immutable segments (segments.py) named by a small manifest, with the
+doc_ids removed from each. Every change writes a new generation folder under the writer lock:
+its manifest, plus a segment only when reports were embedded (build, add, rebuild, compaction);
+one atomic rename of CURRENT makes it live (store.py), so a reader always sees one consistent
+generation and a crash leaves the previous one live. Opening concatenates the live rows of the
+segments. A change costs what it changes: adding one report writes its own rows, removing one
+writes only a manifest; compaction merges segments (automatically when there are too many or
+too much of one is removed, or asked for with `policyrag index compact`).
 """
 
 from __future__ import annotations
@@ -12,7 +17,6 @@ import errno
 import hashlib
 import json
 import shutil
-from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -22,7 +26,7 @@ import faiss
 import numpy as np
 
 from . import __version__, store
-from .checksum import file_checksum, first_mismatch, matches
+from .checksum import first_mismatch
 from .chunking import Chunk, chunk_text
 from .config import Settings
 from .documents import Document, distinct_id
@@ -30,9 +34,14 @@ from .embedding import Embedder, load_embedder
 from .filtering import IndexView
 from .lexical import BM25, slogans, tokenize
 from .script import to_simplified
+from .segments import FILES as SEGMENT_FILES
+from .segments import MIXED, Segment, lexicon_digest, matrix, merged_flat, to_merge
+from .segments import write as write_segment
 
-FORMAT_VERSION = 1
-FILES = ("manifest.json", "vectors.faiss", "chunks.jsonl", "documents.jsonl")
+# 1: one generation folder held the whole index; 2: a manifest names segments (still read: a
+# version-1 generation is one segment with no tombstones).
+FORMAT_VERSION = 2
+FILES = ("manifest.json", *SEGMENT_FILES)
 # A reader retries this often when writers commit (and collect the generation it was reading)
 # faster than it can load one.
 OPEN_ATTEMPTS = 8
@@ -80,11 +89,22 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     created: str = ""
     generation: str = ""
+    segments: list[dict] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: dict) -> Manifest:
         known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in data.items() if k in known})
+        manifest = cls(**{k: v for k, v in data.items() if k in known})
+        if "segments" not in data:
+            manifest.format_version = min(manifest.format_version, 1)
+        return manifest
+
+    def segment_list(self, gen: str) -> list[Segment]:
+        """The segments of the index whose manifest lies in generation `gen`."""
+        if self.format_version < 2:
+            return [Segment(gen, self.documents, self.chunks, lexicon=lexicon_digest(self.lexicon),
+                            checksums=dict(self.checksums), sizes=dict(self.sizes))]
+        return [Segment.from_dict(s) for s in self.segments]
 
 
 @dataclass
@@ -120,12 +140,7 @@ class Index:
     def matrix(self) -> np.ndarray:
         """The vectors as one (n, dim) array, for exact scores over a subset of rows."""
         if not hasattr(self, "_matrix"):
-            v = self.vectors
-            if isinstance(v, faiss.IndexFlat):  # a view of FAISS's own memory, no copy
-                self._matrix = faiss.rev_swig_ptr(v.get_xb(), v.ntotal * v.d).reshape(
-                    v.ntotal, v.d)
-            else:
-                self._matrix = v.reconstruct_n(0, v.ntotal)
+            self._matrix = matrix(self.vectors)  # a view of FAISS's own memory, no copy
         return self._matrix
 
     def is_stale(self) -> bool:
@@ -134,6 +149,18 @@ class Index:
 
     def localities(self) -> list[str]:
         return self.view().localities
+
+    # Where each segment's live rows lie in chunks/tokens/vectors, so that reopening after a
+    # change reuses them instead of reading the segment again (see _pieces).
+    spans: dict[str, Span] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class Span:
+    segment: Segment
+    start: int
+    end: int
+    doc_ids: list[str]
 
 
 def _same_model(a: str, b: str) -> bool:
@@ -169,15 +196,20 @@ def _empty_current(root: Path) -> IndexDamaged:
                         f"{root} (it rebuilds from the newest generation and keeps the others)")
 
 
-def open_index(root: Path, embedder: Embedder | None = None) -> Index:
-    """The live generation, whole; with `embedder`, also checks it is the model of the index."""
+def open_index(root: Path, embedder: Embedder | None = None,
+               previous: Index | None = None) -> Index:
+    """The live generation, whole; with `embedder`, also checks it is the model of the index.
+
+    With `previous` (an older opening of the same index), the segments it already holds are
+    taken from it rather than read again: after an add, only the new segment is read.
+    """
     root = Path(root)
     for _ in range(OPEN_ATTEMPTS):
         name = store.read_current(root)
         if name is None:
             raise _empty_current(root) if store.current_is_blank(root) else _missing(root)
         try:
-            return _load_generation(root, root / name, embedder)
+            return _load_generation(root, root / name, embedder, previous)
         except IndexDamaged:
             if store.read_current(root) != name:
                 continue  # a writer committed meanwhile and collected this generation
@@ -186,57 +218,172 @@ def open_index(root: Path, embedder: Embedder | None = None) -> Index:
                       "try again")
 
 
-def _load_generation(root: Path, gen: Path, embedder: Embedder | None) -> Index:
+Damage = Callable[[str], IndexDamaged]
+
+
+def _damage_at(root: Path, gen: Path) -> Damage:
     def damaged(what: str) -> IndexDamaged:
         return IndexDamaged(f"index at {root} ({gen.name}) is damaged: {what}. "
                             f"Repair it with: policyrag index rebuild --index {root}. "
                             f"Check it with: policyrag index verify --index {root}", what)
+    return damaged
 
+
+def _read_manifest_at(gen: Path, damaged: Damage) -> Manifest:
     if not gen.is_dir():
         raise damaged(f"{store.CURRENT} names {gen.name}, which does not exist")
     try:
-        manifest = Manifest.from_dict(store.read_json(gen / "manifest.json"))
+        return Manifest.from_dict(store.read_json(gen / "manifest.json"))
     except FileNotFoundError:
         raise damaged("manifest.json is missing") from None
     except (OSError, ValueError, TypeError) as exc:
         raise damaged(f"manifest.json cannot be read ({exc})") from None
-    for name in FILES[1:]:
+
+
+def _check_sizes(root: Path, gen: Path, seg: Segment, damaged: Damage) -> None:
+    folder = root / seg.name
+    if not folder.is_dir():
+        raise damaged(f"segment {seg.name} is missing (its folder does not exist)")
+    for name in SEGMENT_FILES:
+        label = seg.label(name, gen.name)
         try:
-            size = (gen / name).stat().st_size
+            size = (folder / name).stat().st_size
         except FileNotFoundError:
-            raise damaged(f"{name} is missing") from None
-        expected = manifest.sizes.get(name)
+            raise damaged(f"{label} is missing") from None
+        expected = seg.sizes.get(name)
         if expected is not None and size != expected:
-            raise damaged(f"{name} is {size} bytes, manifest.json says {expected} "
+            raise damaged(f"{label} is {size} bytes, manifest.json says {expected} "
                           "(truncated or overwritten)")
-    try:
-        vectors = faiss.read_index(str(gen / "vectors.faiss"))
-    except RuntimeError:
-        raise damaged("vectors.faiss cannot be read by FAISS (truncated or corrupted)") from None
-    # Before the model check: an edited dimension is damage, not another model.
-    if vectors.d != manifest.dim:
-        raise damaged(f"vectors.faiss holds {vectors.d}-dim vectors, manifest.json says "
-                      f"{manifest.dim}")
-    try:
-        docs = {d["doc_id"]: Document.from_dict(d)
-                for d in store.load_jsonl(gen / "documents.jsonl")}
-        rows = store.load_jsonl(gen / "chunks.jsonl")
-        chunks = [Chunk(r["chunk_id"], r["doc_id"], r["start"], r["end"], r["text"])
-                  for r in rows]
-    except FileNotFoundError as exc:
-        raise damaged(f"{Path(exc.filename or '?').name} is missing") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise damaged(f"the chunk or document store cannot be read ({exc})") from None
-    if vectors.ntotal != len(chunks):
-        raise damaged(f"vectors.faiss holds {vectors.ntotal} vectors for {len(chunks)} chunks")
-    bad = first_mismatch(root, gen, FILES[1:], manifest.checksums)
+
+
+def _check_checksums(root: Path, gen: Path, segs: list[Segment], damaged: Damage) -> None:
+    files = [(seg.label(name, gen.name), root / seg.name / name, seg.checksums.get(name))
+             for seg in segs for name in SEGMENT_FILES]
+    bad = first_mismatch(root, files)
     if bad is not None:
         raise damaged(f"{bad} does not match its checksum in manifest.json "
                       "(corrupted or edited in place)")
+
+
+@dataclass
+class SegmentRows:
+    """One segment as read from disk, tombstoned rows included."""
+    segment: Segment
+    vectors: faiss.Index
+    chunks: list[dict]
+    documents: list[dict]
+
+    def live_rows(self) -> list[int]:
+        removed = set(self.segment.removed)
+        return [i for i, r in enumerate(self.chunks) if r["doc_id"] not in removed]
+
+
+def _read_segment(root: Path, gen: Path, seg: Segment, dim: int, damaged: Damage) -> SegmentRows:
+    folder = root / seg.name
+    _check_sizes(root, gen, seg, damaged)
+    vlabel = seg.label("vectors.faiss", gen.name)
+    try:
+        vectors = faiss.read_index(str(folder / "vectors.faiss"))
+    except RuntimeError:
+        raise damaged(f"{vlabel} cannot be read by FAISS (truncated or corrupted)") from None
+    # Before the model check: an edited dimension is damage, not another model.
+    if vectors.d != dim:
+        raise damaged(f"{vlabel} holds {vectors.d}-dim vectors, manifest.json says {dim}")
+    try:
+        docs = store.load_jsonl(folder / "documents.jsonl")
+        rows = store.load_jsonl(folder / "chunks.jsonl")
+    except FileNotFoundError as exc:
+        raise damaged(f"{Path(exc.filename or '?').name} is missing") from None
+    except (OSError, ValueError) as exc:
+        raise damaged(f"the chunk or document store cannot be read ({exc})") from None
+    if vectors.ntotal != len(rows):
+        raise damaged(f"{vlabel} holds {vectors.ntotal} vectors for {len(rows)} chunks")
+    return SegmentRows(seg, vectors, rows, docs)
+
+
+def _load_generation(root: Path, gen: Path, embedder: Embedder | None,
+                     previous: Index | None = None) -> Index:
+    damaged = _damage_at(root, gen)
+    manifest = _read_manifest_at(gen, damaged)
+    segs = manifest.segment_list(gen.name)
+    known = previous.spans if previous is not None and previous.root == root else {}
+    loaded: list[SegmentRows | Span] = []
+    for seg in segs:
+        span = known.get(seg.name)
+        if span is not None and _reusable(span.segment, seg, manifest.dim, previous):
+            _check_sizes(root, gen, seg, damaged)
+            loaded.append(span)
+        else:
+            loaded.append(_read_segment(root, gen, seg, manifest.dim, damaged))
+    _check_checksums(root, gen, segs, damaged)  # (files on record cost a stat each)
     if embedder is not None:
         check_model(manifest, embedder, root)
-    tokens = [r.get("tokens", "").split() for r in rows]
-    return Index(root, gen, manifest, docs, chunks, vectors, tokens)
+    try:
+        pieces = [_piece(seg, part, previous) for seg, part in zip(segs, loaded, strict=True)]
+    except (KeyError, TypeError) as exc:
+        raise damaged(f"the chunk or document store cannot be read ({exc!r})") from None
+    return _assemble(root, gen, manifest, pieces)
+
+
+def _reusable(had: Segment, now: Segment, dim: int, previous: Index | None) -> bool:
+    """The same files, with at most more reports removed since."""
+    return (previous is not None and previous.manifest.dim == dim
+            and had.checksums == now.checksums and had.sizes == now.sizes
+            and set(had.removed) <= set(now.removed))
+
+
+@dataclass
+class Piece:
+    """A segment's live rows, ready to be concatenated with the others'."""
+    segment: Segment
+    docs: list[Document]
+    chunks: list[Chunk]
+    tokens: list[list[str]]
+    vectors: np.ndarray
+    flat: faiss.Index | None = None  # the segment's own FAISS index, when all its rows live
+
+
+def _piece(seg: Segment, part: SegmentRows | Span, previous: Index | None) -> Piece:
+    removed = set(seg.removed)
+    if isinstance(part, Span):
+        assert previous is not None
+        rows = [i for i in range(part.start, part.end)
+                if previous.chunks[i].doc_id not in removed]
+        whole = previous.matrix()
+        return Piece(seg, [previous.documents[i] for i in part.doc_ids if i not in removed],
+                     [previous.chunks[i] for i in rows], [previous.tokens[i] for i in rows],
+                     whole[rows] if len(rows) < part.end - part.start
+                     else whole[part.start:part.end])
+    keep = part.live_rows()
+    rows = [part.chunks[i] for i in keep]
+    whole = matrix(part.vectors)
+    everything = len(keep) == len(part.chunks)
+    return Piece(seg, [Document.from_dict(d) for d in part.documents
+                       if d["doc_id"] not in removed],
+                 [Chunk(r["chunk_id"], r["doc_id"], r["start"], r["end"], r["text"])
+                  for r in rows],
+                 [r.get("tokens", "").split() for r in rows],
+                 whole if everything else whole[keep], part.vectors if everything else None)
+
+
+def _assemble(root: Path, gen: Path, manifest: Manifest, pieces: list[Piece]) -> Index:
+    """The live rows of every segment, in segment order: tombstoned ones are never loaded."""
+    docs: dict[str, Document] = {}
+    chunks: list[Chunk] = []
+    tokens: list[list[str]] = []
+    spans: dict[str, Span] = {}
+    for piece in pieces:
+        docs.update((d.doc_id, d) for d in piece.docs)
+        spans[piece.segment.name] = Span(piece.segment, len(chunks),
+                                         len(chunks) + len(piece.chunks),
+                                         [d.doc_id for d in piece.docs])
+        chunks += piece.chunks
+        tokens += piece.tokens
+    if len(pieces) == 1 and pieces[0].flat is not None:
+        vectors = pieces[0].flat  # no copy
+    else:
+        vectors = merged_flat([p.vectors for p in pieces], manifest.dim)
+    return Index(root, gen, manifest, docs, chunks, vectors, tokens, spans)
 
 
 def read_manifest(root: Path) -> Manifest | None:
@@ -277,6 +424,8 @@ class Change:
     renamed: list[tuple[str, str, str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     generation: str | None = None
+    # the automatic compaction that followed the change (its generation is `generation`)
+    compacted: Compaction | None = None
 
 
 def _chunk_all(docs: Iterable[Document], settings: Settings, embedder: Embedder) -> list[Chunk]:
@@ -305,21 +454,52 @@ def _absolute(docs: list[Document]) -> list[Document]:
     return docs
 
 
-def _write(root: Path, manifest: Manifest, docs: list[Document], chunks: list[Chunk],
-           vectors: np.ndarray, lexicon: list[str], keep: int,
-           known_tokens: dict[str, str] | None = None, collect: bool = True) -> Path:
-    """Write and commit a generation; on failure remove the half-written folder at once
-    (on a full disk that frees the space) and leave the live generation as it was."""
+@dataclass
+class Batch:
+    """What a new segment will hold."""
+    docs: list[Document]
+    chunks: list[Chunk]
+    vectors: np.ndarray
+    tokens: list[str]
+    lexicon: str
+
+
+def _commit(root: Path, manifest: Manifest, segs: list[Segment | None], batch: Batch | None,
+            fingerprint: str, keep: int, collect: bool = True) -> Path:
+    """Write and commit a generation: `batch` as a new segment where `segs` holds None, and a
+    manifest naming them. On failure remove the half-written folder at once (on a full disk
+    that frees the space) and leave the live generation as it was."""
+    name = store.next_generation(root)
     tmp = store.new_generation_dir(root)
     try:
-        _fill(tmp, manifest, docs, chunks, vectors, lexicon, known_tokens)
-        return store.commit_generation(root, tmp, keep, collect)
+        written = None
+        if batch is not None and batch.chunks:
+            written = write_segment(tmp, name, manifest.dim, batch.docs, batch.chunks,
+                                    batch.vectors, batch.tokens, batch.lexicon)
+        final = [s if s is not None else written for s in segs]
+        live = [s for s in final if s is not None]
+        manifest.segments = [asdict(s) for s in live]
+        manifest.documents = sum(s.live_documents for s in live)
+        manifest.chunks = sum(s.live_chunks for s in live)
+        manifest.corpus_fingerprint = fingerprint
+        manifest.created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        manifest.format_version = FORMAT_VERSION
+        manifest.checksums, manifest.sizes = {}, {}  # each segment carries its own
+        store.write_file_durably(tmp / "manifest.json", json.dumps(
+            asdict(manifest), ensure_ascii=False, indent=2).encode())
+        return store.commit_generation(root, tmp, keep, collect, _needs, name)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise _disk_full(root, exc) from None
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # renamed away when the commit succeeded
+
+
+def _needs(gen: Path) -> set[str] | None:
+    """The generation folders whose segments the manifest in `gen` names (for collection)."""
+    manifest = _try_manifest(gen)
+    return None if manifest is None else {s.name for s in manifest.segment_list(gen.name)}
 
 
 def _disk_full(root: Path, exc: OSError) -> DiskFull:
@@ -329,30 +509,6 @@ def _disk_full(root: Path, exc: OSError) -> DiskFull:
             else "no index was there before, and none was written")
     return DiskFull(f"the disk is full: no space left on the device holding {where}; {kept}. "
                     "Free some space and run the command again")
-
-
-def _fill(tmp: Path, manifest: Manifest, docs: list[Document], chunks: list[Chunk],
-          vectors: np.ndarray, lexicon: list[str], known_tokens: dict[str, str] | None) -> None:
-    tokens = _tokens(chunks, lexicon, known_tokens)
-    chunk_rows = [{**asdict(c), "tokens": tokens[c.chunk_id]} for c in chunks]
-    flat = faiss.IndexFlatIP(manifest.dim)
-    if len(vectors):
-        flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    # Serialised here and written by Python, so a full disk is an OSError with its errno
-    # (FAISS's own writer turns it into an opaque RuntimeError).
-    store.write_file_durably(tmp / "vectors.faiss", faiss.serialize_index(flat).tobytes())
-    store.test_pause("mid_write")
-    store.write_file_durably(tmp / "chunks.jsonl", store.dump_jsonl(chunk_rows))
-    store.write_file_durably(tmp / "documents.jsonl",
-                             store.dump_jsonl([d.to_dict() for d in docs]))
-    manifest.documents, manifest.chunks = len(docs), len(chunks)
-    manifest.corpus_fingerprint = _fingerprint(docs)
-    manifest.lexicon = lexicon
-    manifest.created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    manifest.checksums = {name: file_checksum(tmp / name) for name in FILES[1:]}
-    manifest.sizes = {name: (tmp / name).stat().st_size for name in FILES[1:]}
-    store.write_file_durably(tmp / "manifest.json",
-                             json.dumps(asdict(manifest), ensure_ascii=False, indent=2).encode())
 
 
 def _embed(chunks: list[Chunk], embedder: Embedder, settings: Settings,
@@ -423,14 +579,18 @@ def build_index(root: Path, docs: list[Document], embedder: Embedder, settings: 
 
 def _write_new(root: Path, manifest: Manifest, docs: list[Document], embedder: Embedder,
                settings: Settings, progress: bool, collect: bool = True) -> Change:
+    """A whole index of `docs` in one segment."""
     if not docs:
         raise IndexError_("nothing to index: no readable reports were given")
     chunks = _chunk_all(docs, settings, embedder)
     lexicon = slogans(d.text for d in docs)
     vectors, tokens = _embed_and_tokenize(chunks, embedder, settings, progress, lexicon)
     manifest.sources = sorted(set(manifest.sources) | {d.source for d in docs})
-    gen = _write(root, manifest, docs, chunks, vectors, lexicon, settings.generations_kept,
-                 tokens, collect)
+    manifest.lexicon = lexicon
+    batch = Batch(docs, chunks, vectors, [tokens[c.chunk_id] for c in chunks],
+                  lexicon_digest(lexicon))
+    gen = _commit(root, manifest, [None], batch, _fingerprint(docs), settings.generations_kept,
+                  collect)
     return Change(added=[d.doc_id for d in docs], generation=gen.name)
 
 
@@ -450,10 +610,10 @@ def add(root: Path, new_docs: list[Document], embedder: Embedder, settings: Sett
             change = _write_new(root, manifest, unique, embedder, settings, progress)
             change.duplicates = dups
             return change
-        old = open_index(root, embedder)
-        by_source = {_source_key(d.source): d for d in old.documents.values()}
-        by_hash = {d.content_hash: d.doc_id for d in old.documents.values()}
-        taken = {d.doc_id: d.source for d in old.documents.values()}
+        live = _live(root, embedder)
+        by_source = {_source_key(d.source): d for d in live.docs.values()}
+        by_hash = {d.content_hash: d.doc_id for d in live.docs.values()}
+        taken = {d.doc_id: d.source for d in live.docs.values()}
         change = Change()
         fresh: list[Document] = []
         seen_sources: set[str] = set()
@@ -484,8 +644,8 @@ def add(root: Path, new_docs: list[Document], embedder: Embedder, settings: Sett
             fresh.append(doc)
         if not fresh:
             return change
-        gone = {d.doc_id for d in fresh}
-        change.generation = _rewrite(root, old, gone, fresh, embedder, settings, progress).name
+        change.generation, change.compacted = _append(root, live, fresh, embedder, settings,
+                                                      progress)
         return change
 
 
@@ -499,47 +659,199 @@ def _matches(key: str, doc: Document) -> bool:
 
 
 def remove(root: Path, ids_or_paths: list[str], settings: Settings, wait: float = 0.0) -> Change:
-    """Drop reports by doc_id or source path; nothing changes if any of them is not indexed."""
+    """Drop reports by doc_id or source path; nothing changes if any of them is not indexed.
+
+    Writes only a manifest that tombstones them; no segment is rewritten (unless that makes
+    an automatic compaction due)."""
     if store.read_current(root) is None:
         raise _missing(root)
     with store.writer_lock(root, wait):
-        old = open_index(root)
+        live = _live(root)
         targets: set[str] = set()
         for key in ids_or_paths:
-            hits = [d.doc_id for d in old.documents.values() if _matches(key, d)]
+            hits = [d.doc_id for d in live.docs.values() if _matches(key, d)]
             if not hits:
                 raise IndexError_(f"no report {key!r} in {root} (nothing was removed); "
                                   f"see: policyrag index info --index {root}")
             targets.update(hits)
-        gen = _rewrite(root, old, targets, [], None, settings, False)
-        return Change(removed=sorted(targets), generation=gen.name)
+        segs = live.tombstoned(targets)
+        rest = [d for d in live.docs.values() if d.doc_id not in targets]
+        gen = _commit(root, live.manifest, segs, None, _fingerprint(rest),
+                      settings.generations_kept)
+        compacted = _auto_compact(root, settings, segs)
+        return Change(removed=sorted(targets), compacted=compacted,
+                      generation=compacted.generation if compacted else gen.name)
 
 
-def _rewrite(root: Path, old: Index, drop: set[str], fresh: list[Document],
-             embedder: Embedder | None, settings: Settings, progress: bool) -> Path:
-    keep_rows = [i for i, c in enumerate(old.chunks) if c.doc_id not in drop]
-    kept_vectors = (old.vectors.reconstruct_batch(np.asarray(keep_rows, dtype=np.int64))
-                    if keep_rows else np.zeros((0, old.manifest.dim), np.float32))
-    docs = [d for d in old.documents.values() if d.doc_id not in drop] + fresh
-    lexicon = slogans(d.text for d in docs)
-    # Kept chunks keep their tokens unless the corpus's own terms changed.
-    known = ({c.chunk_id: " ".join(t) for c, t in zip(old.chunks, old.tokens, strict=True)
-              if c.doc_id not in drop}
-             if lexicon == list(old.manifest.lexicon) else {})
-    new_chunks: list[Chunk] = []
-    new_vectors = np.zeros((0, old.manifest.dim), np.float32)
-    if fresh:
-        assert embedder is not None
-        new_chunks = _chunk_all(fresh, settings, embedder)
-        new_vectors, new_tokens = _embed_and_tokenize(new_chunks, embedder, settings, progress,
-                                                      lexicon)
-        known.update(new_tokens)
-    vectors = np.concatenate([kept_vectors, new_vectors])
-    chunks = [old.chunks[i] for i in keep_rows] + new_chunks
-    manifest = old.manifest
+@dataclass
+class Live:
+    """The live generation's manifest, segments and reports, read without the vectors or the
+    chunk store: what add and remove need to decide what to write."""
+    root: Path
+    gen: Path
+    manifest: Manifest
+    segments: list[Segment]
+    docs: dict[str, Document]
+    home: dict[str, str]  # doc_id -> the segment holding it
+    rows: dict[str, int]  # doc_id -> its rows there (as its documents.jsonl row records)
+
+    def tombstoned(self, doc_ids: set[str]) -> list[Segment]:
+        """The segments with `doc_ids` removed; a segment left with no report is dropped."""
+        out = []
+        for seg in self.segments:
+            ids = sorted(i for i in doc_ids if self.home.get(i) == seg.name)
+            if ids:
+                seg = Segment.from_dict(asdict(seg))
+                seg.removed = [*seg.removed, *ids]
+                seg.removed_chunks += self._count(seg.name, ids)
+            if seg.live_documents > 0:
+                out.append(seg)
+        return out
+
+    def _count(self, segment: str, ids: list[str]) -> int:
+        if all(i in self.rows for i in ids):
+            return sum(self.rows[i] for i in ids)
+        # A segment written before documents recorded their rows (format 1): count them once.
+        wanted = set(ids)
+        return sum(1 for r in store.load_jsonl(self.root / segment / "chunks.jsonl")
+                   if r.get("doc_id") in wanted)
+
+
+def _live(root: Path, embedder: Embedder | None = None) -> Live:
+    """The live index's reports, its files checked as an open checks them (sizes, checksums)."""
+    name = store.read_current(root)
+    if name is None:
+        raise _empty_current(root) if store.current_is_blank(root) else _missing(root)
+    gen = root / name
+    damaged = _damage_at(root, gen)
+    manifest = _read_manifest_at(gen, damaged)
+    segs = manifest.segment_list(gen.name)
+    for seg in segs:
+        _check_sizes(root, gen, seg, damaged)
+    _check_checksums(root, gen, segs, damaged)
+    if embedder is not None:
+        check_model(manifest, embedder, root)
+    live = Live(root, gen, manifest, segs, {}, {}, {})
+    try:
+        for seg in segs:
+            removed = set(seg.removed)
+            for row in store.load_jsonl(root / seg.name / "documents.jsonl"):
+                doc_id = row["doc_id"]
+                if doc_id not in removed:
+                    live.docs[doc_id] = Document.from_dict(row)
+                    live.home[doc_id] = seg.name
+                    if "chunks" in row:
+                        live.rows[doc_id] = row["chunks"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise damaged(f"the chunk or document store cannot be read ({exc})") from None
+    return live
+
+
+def _append(root: Path, live: Live, fresh: list[Document], embedder: Embedder,
+            settings: Settings, progress: bool) -> tuple[str, Compaction | None]:
+    """Commit `fresh` as one new segment, tombstoning the reports they replace.
+
+    The new segment is tokenised with the lexicon widened by its own slogans; the other
+    segments keep the tokens they were written with (see segments.py), so an add never
+    re-tokenises the index. Returns the live generation's name (a compaction's, if one ran),
+    and that compaction.
+    """
+    replaced = {d.doc_id for d in fresh if d.doc_id in live.docs}
+    segs: list[Segment | None] = [*live.tombstoned(replaced), None]
+    lexicon = sorted(set(live.manifest.lexicon) | set(slogans(d.text for d in fresh)))
+    chunks = _chunk_all(fresh, settings, embedder)
+    vectors, tokens = _embed_and_tokenize(chunks, embedder, settings, progress, lexicon)
+    manifest = live.manifest
+    manifest.lexicon = lexicon
     manifest.sources = sorted(set(manifest.sources) | {d.source for d in fresh})
-    return _write(root, manifest, docs, chunks, vectors, lexicon, settings.generations_kept,
-                  known)
+    batch = Batch(fresh, chunks, vectors, [tokens[c.chunk_id] for c in chunks],
+                  lexicon_digest(lexicon))
+    docs = [d for d in live.docs.values() if d.doc_id not in replaced] + fresh
+    gen = _commit(root, manifest, segs, batch, _fingerprint(docs), settings.generations_kept)
+    committed = _try_manifest(gen)
+    after = committed.segment_list(gen.name) if committed else []
+    compacted = _auto_compact(root, settings, after)
+    return (compacted.generation if compacted else gen.name) or gen.name, compacted
+
+
+# ---- compaction ------------------------------------------------------------------------------
+
+@dataclass
+class Compaction:
+    segments_before: int
+    segments_after: int
+    rows_dropped: int = 0  # tombstoned rows no longer stored
+    retokenised: int = 0  # rows whose BM25 tokens were made again with the current lexicon
+    generation: str | None = None  # None: nothing to do
+
+
+def compact(root: Path, settings: Settings, wait: float = 0.0) -> Compaction:
+    """Merge every segment into one without the removed reports' rows, with the lexicon and
+    tokens a fresh build of the live reports would have; no report is embedded again."""
+    if store.read_current(root) is None:
+        raise _missing(root)
+    with store.writer_lock(root, wait):
+        return _compact(root, settings, None)
+
+
+def _auto_compact(root: Path, settings: Settings, segs: list[Segment]) -> Compaction | None:
+    """Run the compaction policy (segments.to_merge) on the just-committed segments."""
+    names = to_merge(segs, settings.max_segments, settings.removed_share)
+    return _compact(root, settings, names) if names else None
+
+
+def _compact(root: Path, settings: Settings, names: list[str] | None) -> Compaction:
+    """Merge the segments `names` (all of them when None, re-tokenising as needed) into one."""
+    live = _live(root)
+    gen = live.gen
+    full = names is None
+    chosen = [s for s in live.segments if full or s.name in names]
+    lexicon = (slogans(d.text for d in live.docs.values()) if full
+               else list(live.manifest.lexicon))
+    digest = lexicon_digest(lexicon)
+    result = Compaction(len(live.segments), len(live.segments))
+    if full and len(chosen) <= 1 and not any(s.removed or s.lexicon != digest for s in chosen):
+        return result  # already one clean segment
+    damaged = _damage_at(root, gen)
+    docs: list[Document] = []
+    chunks: list[Chunk] = []
+    tokens: list[str] = []
+    arrays = []
+    try:
+        for seg in chosen:
+            part = _read_segment(root, gen, seg, live.manifest.dim, damaged)
+            keep = part.live_rows()
+            result.rows_dropped += len(part.chunks) - len(keep)
+            rows = [part.chunks[i] for i in keep]
+            seg_chunks = [Chunk(r["chunk_id"], r["doc_id"], r["start"], r["end"], r["text"])
+                          for r in rows]
+            if full and seg.lexicon != digest:
+                fresh_tokens = _tokens(seg_chunks, lexicon)
+                tokens += [fresh_tokens[c.chunk_id] for c in seg_chunks]
+                result.retokenised += len(seg_chunks)
+            else:
+                tokens += [r.get("tokens", "") for r in rows]
+            chunks += seg_chunks
+            removed = set(seg.removed)
+            docs += [Document.from_dict(d) for d in part.documents if d["doc_id"] not in removed]
+            arrays.append(matrix(part.vectors)[keep])
+    except (KeyError, TypeError) as exc:  # a row without the fields a merge copies
+        raise damaged(f"the chunk or document store cannot be read ({exc!r})") from None
+    digests = {s.lexicon for s in chosen}
+    batch = Batch(docs, chunks, np.concatenate(arrays) if arrays else
+                  np.zeros((0, live.manifest.dim), np.float32), tokens,
+                  digest if full or digests == {digest} else
+                  (digests.pop() if len(digests) == 1 else MIXED))
+    first = next((i for i, s in enumerate(live.segments) if s in chosen), 0)
+    segs: list[Segment | None] = [s for s in live.segments if s not in chosen]
+    segs.insert(min(first, len(segs)), None)
+    manifest = live.manifest
+    manifest.lexicon = lexicon
+    committed = _commit(root, manifest, segs, batch, _fingerprint(live.docs.values()),
+                        settings.generations_kept)
+    result.segments_after = len(segs) - (0 if chunks else 1)
+    result.generation = committed.name
+    return result
 
 
 @dataclass
@@ -560,19 +872,37 @@ def _try_manifest(gen: Path) -> Manifest | None:
         return None
 
 
+def _parts(root: Path, gen: Path, manifest: Manifest | None) -> list[tuple[Path, set[str], str]]:
+    """Each segment of `gen` as (folder, its tombstones, how messages name its files); a
+    generation whose manifest does not read is taken as one folder, as version 1 wrote it."""
+    if manifest is None:
+        return [(gen, set(), "")]
+    return [(root / seg.name, set(seg.removed), "" if seg.name == gen.name else f"{seg.name}/")
+            for seg in manifest.segment_list(gen.name)]
+
+
 def _read_whole(gen: Path) -> Stored:
     """A generation's reports, all of them or an IndexDamaged naming what does not read."""
-    try:
-        docs = [Document.from_dict(d) for d in store.load_jsonl(gen / "documents.jsonl")]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise IndexDamaged(f"{gen / 'documents.jsonl'} cannot be read ({exc})") from None
-    return Stored(docs, _try_manifest(gen), gen.name)
+    manifest = _try_manifest(gen)
+    docs = []
+    for folder, removed, _ in _parts(gen.parent, gen, manifest):
+        try:
+            docs += [Document.from_dict(d) for d in store.load_jsonl(folder / "documents.jsonl")
+                     if d["doc_id"] not in removed]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise IndexDamaged(f"{folder / 'documents.jsonl'} cannot be read ({exc})") from None
+    return Stored(docs, manifest, gen.name)
+
+
+def _restorable(root: Path) -> list[Path]:
+    """Generations the index can go back to: not those kept only for a segment they hold."""
+    return [g for g in store.generations(root) if (g / "manifest.json").exists()]
 
 
 def _older(root: Path, live: str | None) -> str:
     """Where a person can go from a damaged live generation: older ones, or the files."""
     parts = []
-    for gen in reversed(store.generations(root)):
+    for gen in reversed(_restorable(root)):
         if gen.name != live:
             m = _try_manifest(gen)
             parts.append(f"{gen.name} ({m.documents if m else '?'} reports)")
@@ -592,16 +922,16 @@ def stored_documents(root: Path, from_generation: str | None = None) -> Stored:
     live = store.read_current(root)
     if from_generation is not None:
         gen = root / from_generation
-        if gen not in store.generations(root):
+        if gen not in _restorable(root):
             raise IndexError_(f"no generation {from_generation!r} in {root}; there are: "
-                              f"{', '.join(g.name for g in store.generations(root)) or 'none'}")
+                              f"{', '.join(g.name for g in _restorable(root)) or 'none'}")
         stored = _read_whole(gen)
         stored.notes.append(f"rebuilt from {gen.name} as asked (the live one was {live}); "
                             "no generation was removed")
         stored.collect = False
         return stored
     if live is None:
-        gens = store.generations(root)
+        gens = _restorable(root)
         if not gens:
             raise _missing(root)
         stored = _read_whole(gens[-1])
@@ -614,10 +944,14 @@ def stored_documents(root: Path, from_generation: str | None = None) -> Stored:
         raise IndexDamaged(f"index at {root} is damaged: {store.CURRENT} names {live}, which "
                            f"does not exist. {_older(root, live)}")
     manifest = _try_manifest(gen)
-    try:
-        rows, bad = store.load_jsonl_lenient(gen / "documents.jsonl")
-    except OSError as exc:
-        rows, bad = [], [f"documents.jsonl cannot be read ({exc.strerror or exc})"]
+    rows, bad = [], []
+    for folder, removed, prefix in _parts(root, gen, manifest):
+        try:
+            got, broken = store.load_jsonl_lenient(folder / "documents.jsonl")
+        except OSError as exc:
+            got, broken = [], [f"documents.jsonl cannot be read ({exc.strerror or exc})"]
+        rows += [r for r in got if r.get("doc_id") not in removed]
+        bad += [prefix + b for b in broken]
     docs = []
     for row in rows:
         try:
@@ -630,7 +964,7 @@ def stored_documents(root: Path, from_generation: str | None = None) -> Stored:
                  "no generation was removed"] if damage else []
         return Stored(docs, manifest, live, notes, collect=damage is None)
     what = "; ".join(bad)
-    recovered, lost = _recover(gen, docs, manifest)
+    recovered, lost = _recover(_parts(root, gen, manifest), docs, manifest)
     if lost == []:
         names = ", ".join(d.doc_id for d in recovered)
         return Stored(docs + recovered, manifest, live,
@@ -652,16 +986,19 @@ def _damage(root: Path, gen: Path) -> str | None:
     return None
 
 
-def _recover(gen: Path, good: list[Document], manifest: Manifest | None
-             ) -> tuple[list[Document], list[str] | None]:
+def _recover(parts: list[tuple[Path, set[str], str]], good: list[Document],
+             manifest: Manifest | None) -> tuple[list[Document], list[str] | None]:
     """Reports lost from a broken document store, found again among the manifest's recorded
     sources; and the doc_ids still lost (None when even that cannot be told)."""
     from .documents import load_documents
 
-    try:
-        chunk_rows, _ = store.load_jsonl_lenient(gen / "chunks.jsonl")
-    except OSError:
-        chunk_rows = []
+    chunk_rows = []
+    for folder, removed, _ in parts:
+        try:
+            rows, _ = store.load_jsonl_lenient(folder / "chunks.jsonl")
+        except OSError:
+            rows = []
+        chunk_rows += [r for r in rows if r.get("doc_id") not in removed]
     have = {d.doc_id for d in good}
     missing: dict[str, str] = {}  # doc_id -> the text of its first chunk
     for row in chunk_rows:
@@ -741,111 +1078,8 @@ def rebuild(root: Path, embedder: Embedder, settings: Settings, progress: bool =
 # ---- checking ------------------------------------------------------------------------------
 
 def verify(root: Path, embedder: Embedder | None = None) -> list[str]:
-    """Every disagreement between manifest, vectors and chunk store; empty when all is well.
+    """Every disagreement between manifest, segments and tombstones; empty when all is well
+    (see verification.py). With `embedder`, also checks the index was built with that model."""
+    from .verification import verify_index
 
-    With `embedder`, also checks that the index was built with that model.
-    """
-    root = Path(root)
-    name = store.read_current(root)
-    if name is None:
-        if store.current_is_blank(root):
-            return [f"{root / store.CURRENT} is empty, so no generation is live"]
-        raise _missing(root)
-    gen = root / name
-    if not gen.is_dir():
-        return [f"{store.CURRENT} names {name}, which does not exist"]
-    try:
-        manifest = Manifest.from_dict(store.read_json(gen / "manifest.json"))
-    except FileNotFoundError:
-        return ["manifest.json is missing"]
-    except (OSError, ValueError, TypeError) as exc:
-        return [f"manifest.json cannot be read: {exc}"]
-    problems: list[str] = []
-    intact = set()
-    for fname in FILES[1:]:
-        path = gen / fname
-        if not path.exists():
-            problems.append(f"{fname} is missing")
-            continue
-        size, want = path.stat().st_size, manifest.sizes.get(fname)
-        if want is not None and size != want:
-            problems.append(f"{fname} is {size} bytes, manifest.json says {want} "
-                            "(truncated or overwritten)")
-        elif not matches(path, manifest.checksums.get(fname)):
-            problems.append(f"{fname} does not match its checksum in manifest.json "
-                            "(corrupted or edited)")
-        else:
-            intact.add(fname)
-    if embedder is not None:
-        try:
-            check_model(manifest, embedder, root)
-        except ModelMismatch as exc:
-            problems.append(str(exc))
-    vectors = chunks = docs = None
-    if (gen / "vectors.faiss").exists():
-        try:
-            vectors = faiss.read_index(str(gen / "vectors.faiss"))
-        except RuntimeError:
-            problems.append("vectors.faiss cannot be read by FAISS (truncated or corrupted)")
-    for fname in ("chunks.jsonl", "documents.jsonl"):
-        if (gen / fname).exists():
-            try:
-                rows = store.load_jsonl(gen / fname)
-            except ValueError as exc:
-                problems.append(str(exc))
-                continue
-            if fname == "chunks.jsonl":
-                chunks = rows
-            else:
-                docs = rows
-    if vectors is not None:
-        if vectors.d != manifest.dim:
-            problems.append(f"vectors.faiss holds {vectors.d}-dim vectors, manifest.json says "
-                            f"{manifest.dim}")
-        if vectors.ntotal != manifest.chunks:
-            problems.append(f"vectors.faiss holds {vectors.ntotal} vectors, manifest.json says "
-                            f"{manifest.chunks} chunks")
-        if chunks is not None and vectors.ntotal != len(chunks):
-            problems.append(f"vectors.faiss holds {vectors.ntotal} vectors but chunks.jsonl has "
-                            f"{len(chunks)} chunks")
-    if chunks is not None and len(chunks) != manifest.chunks:
-        problems.append(f"chunks.jsonl has {len(chunks)} chunks, manifest.json says "
-                        f"{manifest.chunks}")
-    if docs is not None and len(docs) != manifest.documents:
-        problems.append(f"documents.jsonl has {len(docs)} documents, manifest.json says "
-                        f"{manifest.documents}")
-    if chunks is not None and docs is not None:
-        problems += _check_ids(chunks, docs)
-    return problems
-
-
-def _check_ids(chunks: list[dict], docs: list[dict]) -> list[str]:
-    problems = []
-    try:
-        doc_ids = [d["doc_id"] for d in docs]
-        by_id = {d["doc_id"]: d for d in docs}
-        chunk_ids = [c["chunk_id"] for c in chunks]
-        chunk_docs = {c["doc_id"] for c in chunks}
-    except (KeyError, TypeError) as exc:
-        return [f"a chunk or document row lacks its id ({exc})"]
-    for what, ids in (("doc_id", doc_ids), ("chunk_id", chunk_ids)):
-        repeated = sorted(str(i) for i, n in Counter(ids).items() if n > 1)
-        if repeated:
-            problems.append(f"repeated {what}s: {', '.join(map(str, repeated[:5]))}")
-    orphans = sorted(chunk_docs - set(by_id))
-    if orphans:
-        problems.append(f"chunks of unknown documents: {', '.join(map(str, orphans[:5]))}")
-    empty = sorted(set(by_id) - chunk_docs)
-    if empty:
-        problems.append(f"documents without chunks: {', '.join(map(str, empty[:5]))}")
-    for c in chunks:
-        doc = by_id.get(c.get("doc_id"))
-        try:
-            ok = doc is None or doc["text"][c["start"]:c["end"]] == c["text"]
-        except (KeyError, TypeError):
-            ok = False
-        if not ok:
-            problems.append(f"chunk {c.get('chunk_id')} does not match its document's text at "
-                            f"its offsets (chunk store edited?)")
-            break
-    return problems
+    return verify_index(Path(root), embedder)

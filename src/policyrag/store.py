@@ -2,8 +2,13 @@
 
     indexes/default/
         CURRENT               names the live generation, replaced atomically
-        gen-000007/           manifest.json, vectors.faiss, chunks.jsonl, documents.jsonl
+        gen-000007/           manifest.json, and the segment this commit added, if any
+                              (vectors.faiss, chunks.jsonl, documents.jsonl)
         .lock                 held by the one writer
+
+A manifest names the segments of its index, which may lie in older generation folders (see
+segments.py); garbage collection keeps every folder a kept manifest needs, and takes the
+manifest out of one it keeps only for its segment.
 
 A writer fills a temporary folder, fsyncs it, renames it to the next generation and only then
 swaps CURRENT. A crash at any point leaves CURRENT naming a complete generation. Generations are
@@ -29,12 +34,13 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 CURRENT = "CURRENT"
 LOCK = ".lock"
 GEN_PREFIX = "gen-"
+MANIFEST = "manifest.json"
 TMP_PREFIX = ".tmp-"
 
 PAUSE_ENV = "POLICYRAG_TEST_PAUSE_AT"
@@ -173,16 +179,30 @@ def new_generation_dir(root: Path) -> Path:
     return tmp
 
 
-def commit_generation(root: Path, tmp: Path, keep: int = 2, collect: bool = True) -> Path:
-    """Make `tmp` the live generation; with `collect`, drop generations beyond `keep`."""
+def next_generation(root: Path) -> str:
+    """The name the next commit will get. Only the lock holder may rely on it."""
+    gens = generations(root)
+    number = _generation_number(gens[-1]) + 1 if gens else 1
+    return f"{GEN_PREFIX}{number:06d}"
+
+
+Needs = Callable[[Path], "set[str] | None"]
+
+
+def commit_generation(root: Path, tmp: Path, keep: int = 2, collect: bool = True,
+                      needs: Needs | None = None, name: str | None = None) -> Path:
+    """Make `tmp` the live generation; with `collect`, drop generations beyond `keep`, except
+    the folders that `needs` says kept ones use. `name` is what next_generation said when the
+    manifest in `tmp` was written (it names its own segment by it)."""
     test_pause("before_commit")
     for f in tmp.iterdir():
         with f.open("rb") as fh:
             os.fsync(fh.fileno())
     fsync_dir(tmp)
-    gens = generations(root)
-    number = _generation_number(gens[-1]) + 1 if gens else 1
-    final = root / f"{GEN_PREFIX}{number:06d}"
+    final = root / next_generation(root)
+    if name is not None and final.name != name:
+        raise RuntimeError(f"{root}: the next generation is {final.name}, not {name} as the "
+                           "manifest says; was the writer lock bypassed?")
     os.rename(tmp, final)
     fsync_dir(root)
     test_pause("after_rename")
@@ -192,18 +212,36 @@ def commit_generation(root: Path, tmp: Path, keep: int = 2, collect: bool = True
     fsync_dir(root)
     test_pause("after_current")
     if collect:
-        collect_garbage(root, keep)
+        collect_garbage(root, keep, needs)
     return final
 
 
-def collect_garbage(root: Path, keep: int) -> None:
-    """Keep the live generation and the `keep - 1` before it; drop the rest. Holds the lock."""
+def collect_garbage(root: Path, keep: int, needs: Needs | None = None) -> None:
+    """Keep the live generation and the `keep - 1` before it; drop the rest. Holds the lock.
+
+    `needs(gen)` names the generation folders whose files the manifest in `gen` uses (None
+    when it cannot tell: then nothing is dropped). A dropped generation whose folder a kept one
+    still uses loses only its manifest: it is no longer a state the index can go back to.
+    """
     live = current_generation(root)
     if live is None:
         return
     older = [g for g in generations(root) if _generation_number(g) < _generation_number(live)]
-    for gen in older[:len(older) - max(keep - 1, 0)]:
-        shutil.rmtree(gen, ignore_errors=True)
+    cut = len(older) - max(keep - 1, 0)
+    dropped, kept = older[:max(cut, 0)], [*older[max(cut, 0):], live]
+    used: set[str] = set()
+    for gen in kept if needs else []:
+        names = needs(gen) if (gen / MANIFEST).exists() else set()
+        if names is None:
+            return
+        used |= names
+    for gen in dropped:
+        if gen.name in used:
+            with contextlib.suppress(FileNotFoundError):
+                (gen / MANIFEST).unlink()
+                fsync_dir(gen)
+        else:
+            shutil.rmtree(gen, ignore_errors=True)
     remove_leftovers(root)
 
 

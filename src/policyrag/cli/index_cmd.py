@@ -1,4 +1,4 @@
-"""`policyrag index build|add|remove|rebuild|info|verify`."""
+"""`policyrag index build|add|remove|compact|rebuild|info|verify`."""
 
 from __future__ import annotations
 
@@ -43,6 +43,15 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("keys", nargs="+", metavar="DOC_ID_OR_PATH")
     p.set_defaults(func=cmd_remove)
 
+    p = isub.add_parser("compact", parents=[common, writer],
+                        help="merge the index's segments into one, dropping removed reports",
+                        description="Merge every segment of the index into one, without the "
+                                    "rows of removed reports, and re-tokenise (BM25) what was "
+                                    "written with an older slogan lexicon; nothing is embedded "
+                                    "again. Adds and removes compact automatically when there "
+                                    "are more than 8 segments or over 20% of one is removed.")
+    p.set_defaults(func=cmd_compact)
+
     p = isub.add_parser("rebuild", parents=[common, writer],
                         help="re-index every report from its recorded source (e.g. new --model)",
                         description="Re-read every indexed report from its recorded source file "
@@ -71,7 +80,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 
 def _engine(args: argparse.Namespace) -> Engine:
-    return Engine(args.index, args.model, progress=sys.stderr.isatty())
+    # On a terminal a live bar; in a log a line now and then (see progress.py).
+    return Engine(args.index, args.model, progress=True)
 
 
 def _report_errors(errors) -> int:
@@ -116,12 +126,32 @@ def cmd_add(args: argparse.Namespace) -> int:
         print(f"  added     {quoted(doc_id)}")
     for doc_id in change.replaced:
         print(f"  replaced  {quoted(doc_id)}")
+    _say_compacted(change)
     return status
+
+
+def _say_compacted(change) -> None:
+    done = change.compacted
+    if done is not None and done.generation:
+        print(f"  compacted segments {done.segments_before} -> {done.segments_after}; "
+              f"{done.rows_dropped} removed rows dropped")
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
     change = _engine(args).remove(args.keys, args.wait)
     print(f"removed {', '.join(change.removed)} -> {change.generation}")
+    _say_compacted(change)
+    return 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    done = _engine(args).compact(args.wait)
+    if done.generation is None:
+        print(f"{args.index}: already one segment with nothing removed (index not rewritten)")
+        return 0
+    print(f"compacted {args.index}: {done.segments_before} segments -> "
+          f"{done.segments_after} ({done.generation}); {done.rows_dropped} removed rows "
+          f"dropped, {done.retokenised} rows re-tokenised")
     return 0
 
 
@@ -150,6 +180,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"chunks     {m['chunks']} (max {m['chunk_max_chars']} chars, "
           f"overlap {m['chunk_overlap_chars']})")
     print(f"reports    {m['documents']}")
+    segs = m.get("segments") or []
+    if segs:
+        removed = sum(len(s["removed"]) for s in segs)
+        print(f"segments   {len(segs)}" + (f" ({removed} removed reports still stored; "
+                                            "policyrag index compact drops them)"
+                                            if removed else ""))
     for d in info["documents"]:
         print(f"  {d['doc_id']:<28} {d['locality'] or '?':<10} {d['date'] or '':<11} "
               f"{d['chunks']:>4} chunks  {d['title']}")

@@ -1,0 +1,122 @@
+"""Immutable index segments: what each holds, how its files are written and read back, and
+which ones a compaction merges.
+
+A segment is the vectors, chunk rows (with their BM25 tokens) and documents that one write
+added. It lives in the generation folder of the commit that wrote it and is never changed
+afterwards; later manifests name it again, with the doc_ids removed from it since
+("tombstones"). So adding a report writes one small segment and a manifest, and removing one
+writes only a manifest. Opening concatenates the live rows of every segment (index.py).
+
+BM25 tokens depend on the index-wide slogan lexicon. A segment keeps the tokens it was
+written with (its `lexicon` digest says with which lexicon), so that adding a report never
+re-tokenises the others; a full compaction re-tokenises the segments whose lexicon is not
+the current one, after which the index is what a fresh build would be.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from . import store
+from .checksum import file_checksum
+from .chunking import Chunk
+from .documents import Document
+
+FILES = ("vectors.faiss", "chunks.jsonl", "documents.jsonl")
+MIXED = "mixed"  # the lexicon digest of a segment merged from segments with different ones
+
+
+@dataclass
+class Segment:
+    name: str  # the generation folder that holds its files
+    documents: int  # rows in its documents.jsonl
+    chunks: int  # rows in chunks.jsonl and vectors in vectors.faiss
+    removed: list[str] = field(default_factory=list)  # tombstoned doc_ids
+    removed_chunks: int = 0  # the rows those doc_ids hold
+    lexicon: str = ""
+    checksums: dict[str, str] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Segment:
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def live_documents(self) -> int:
+        return self.documents - len(self.removed)
+
+    @property
+    def live_chunks(self) -> int:
+        return self.chunks - self.removed_chunks
+
+    def label(self, fname: str, live: str) -> str:
+        """How messages name one of its files: bare in the live generation's own folder."""
+        return fname if self.name == live else f"{self.name}/{fname}"
+
+
+def lexicon_digest(lexicon: list[str] | tuple[str, ...]) -> str:
+    return hashlib.sha1("\n".join(lexicon).encode()).hexdigest()[:16]
+
+
+def write(folder: Path, name: str, dim: int, docs: list[Document], chunks: list[Chunk],
+          vectors: np.ndarray, tokens: list[str], lexicon: str) -> Segment:
+    """Write a segment's three files durably into `folder` (the commit's temporary folder)."""
+    per_doc = Counter(c.doc_id for c in chunks)
+    flat = faiss.IndexFlatIP(dim)
+    if len(vectors):
+        flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    # Serialised here and written by Python, so a full disk is an OSError with its errno
+    # (FAISS's own writer turns it into an opaque RuntimeError).
+    store.write_file_durably(folder / "vectors.faiss", faiss.serialize_index(flat).tobytes())
+    store.test_pause("mid_write")
+    rows = [{**asdict(c), "tokens": t} for c, t in zip(chunks, tokens, strict=True)]
+    store.write_file_durably(folder / "chunks.jsonl", store.dump_jsonl(rows))
+    # Each report's row count rides along, so that a removal knows how many rows it tombstones
+    # without reading the chunk store.
+    store.write_file_durably(folder / "documents.jsonl", store.dump_jsonl(
+        [{**d.to_dict(), "chunks": per_doc[d.doc_id]} for d in docs]))
+    return Segment(name, len(docs), len(chunks), lexicon=lexicon,
+                   checksums={f: file_checksum(folder / f) for f in FILES},
+                   sizes={f: (folder / f).stat().st_size for f in FILES})
+
+
+def matrix(vectors: faiss.Index) -> np.ndarray:
+    """A flat FAISS index's vectors as an (n, dim) array viewing FAISS's own memory."""
+    if isinstance(vectors, faiss.IndexFlat):
+        return faiss.rev_swig_ptr(vectors.get_xb(), vectors.ntotal * vectors.d).reshape(
+            vectors.ntotal, vectors.d)
+    return vectors.reconstruct_n(0, vectors.ntotal)
+
+
+def merged_flat(parts: list[np.ndarray], dim: int) -> faiss.IndexFlatIP:
+    flat = faiss.IndexFlatIP(dim)
+    for part in parts:
+        if len(part):
+            flat.add(np.ascontiguousarray(part, dtype=np.float32))
+    return flat
+
+
+def to_merge(segments: list[Segment], max_segments: int, removed_share: float) -> list[str]:
+    """The segments an automatic compaction merges (none when the index is in shape).
+
+    A segment whose tombstoned rows exceed `removed_share` of its rows is rewritten without
+    them; past `max_segments`, the smallest are merged until half that many are left. Both
+    cost what the merged segments hold, not the whole index: a large segment is only
+    rewritten once others have grown as large, or a good part of it has been removed.
+    """
+    chosen = {s.name for s in segments
+              if s.chunks and s.removed_chunks > removed_share * s.chunks}
+    if len(segments) > max_segments:
+        by_size = sorted(segments, key=lambda s: s.live_chunks)
+        chosen |= {s.name for s in by_size[:len(segments) - max_segments // 2 + 1]}
+    # Rewriting one segment that nothing was removed from would gain nothing.
+    if len(chosen) == 1 and not next(s for s in segments if s.name in chosen).removed:
+        return []
+    return [s.name for s in segments if s.name in chosen]

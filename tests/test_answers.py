@@ -464,7 +464,6 @@ def test_answerable_questions_are_rarely_said_to_be_unanswered(answerer):
 def test_the_same_sentence_in_two_reports_is_one_point(fresh_index, embedder, tmp_path):
     """A report carried twice (a reprint with one more line) does not repeat its points."""
     from policyrag.engine import Engine
-
     from tests.conftest import SEEDS
 
     reprint = tmp_path / "reprint"

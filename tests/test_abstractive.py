@@ -212,3 +212,27 @@ def test_packaged_model_answers_an_english_question_in_english(engine, seed_copy
     for p in answer.localities[0].points:
         assert p.citations and not any("\u4e00" <= ch <= "\u9fff" for ch in p.text)
         assert p.text.endswith(".")
+
+
+@pytest.mark.slow
+def test_translate_query_writes_chinese_terms_once_and_caches_them(tmp_path, monkeypatch):
+    _require_model()
+    from policyrag import translate
+    from policyrag.generate import ENV_GGUF_PATH, find_packaged_gguf
+
+    monkeypatch.setenv(ENV_GGUF_PATH, str(find_packaged_gguf()))
+    monkeypatch.setenv("POLICYRAG_CACHE_DIR", str(tmp_path))
+    places = ["莲都区", "丽水市", "路桥区", "丽水经开区", "温州市"]
+    question = "How does Luqiao plan to attract private investment?"
+    terms = translate.translate_query(question, places)
+    assert terms and "路桥" in terms and "投资" in terms
+    assert not re.search(r"[A-Za-z]", terms)
+    cache = tmp_path / translate.CACHE_FILE
+    (key, stored), = json.loads(cache.read_text("utf-8")).items()
+    assert stored == terms
+    # A repeated question is answered from the cache, not by the model.
+    cache.write_text(json.dumps({key: "缓存 命中"}, ensure_ascii=False), "utf-8")
+    assert translate.translate_query(question, places) == "缓存 命中"
+    assert translate.translate_query("路桥如何吸引民间投资？", places) is None  # already Chinese
+    monkeypatch.setenv(ENV_GGUF_PATH, str(tmp_path / "absent.gguf"))
+    assert translate.translate_query("What about rural roads?") is None  # no generator

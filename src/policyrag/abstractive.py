@@ -66,7 +66,7 @@ _SYSTEM = {
 _TRANSLATE_SYSTEM = ("Translate the user's Chinese sentence from a local-government report into "
                      "one plain English sentence. Write place and person names in pinyin. Output "
                      "only the translation.")
-TRANSLATION_TOKENS = 100
+TRANSLATION_TOKENS = 160
 # One English sentence: no Chinese characters, no markers (they are put back afterwards).
 TRANSLATION_GRAMMAR = "\n".join([
     r'root ::= [A-Z] ch{3,280} "."',
@@ -217,7 +217,8 @@ _DANGLING = re.compile(r"\b(?:is|are|was|of|the|a|an|and|or|to|in|on|for|with|by
 def _cut_off(sentence: str, lang: str) -> str | None:
     """A sentence the length limit (or the model) broke off mid-way is no answer."""
     body = _MARKER.sub("", sentence).strip().rstrip("。.")
-    if _DANGLING.search(sentence):
+    if _DANGLING.search(sentence) or any(body.count(a) > body.count(b)
+                                          for a, b in ("《》", "“”", "（）", "()")):
         return "sentence broken off"
     if len(body) >= (MAX_SENTENCE_CHARS_EN if lang == "en" else MAX_SENTENCE_CHARS_ZH) - 1:
         return "sentence broken off at the length limit"

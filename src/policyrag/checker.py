@@ -45,10 +45,9 @@ _NOT_NAMES = frozenset(
 _CONNECTIVES = frozenset(
     "通过 同时 以及 并且 此外 不断 积极 大力 致力 致力于 旨在 方面 主要 包括 进行 实施 开展 "  # noqa: SIM905
     "注重 重点 持续 努力 其中 相关 有效 各类".split())
+# Cardinals only: "the second half of the year" (下半年) names no number.
 _NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-                 "eight": 8, "nine": 9, "ten": 10, "first": 1, "second": 2, "third": 3,
-                 "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8, "ninth": 9,
-                 "tenth": 10}
+                 "eight": 8, "nine": 9, "ten": 10}
 
 
 @dataclass(frozen=True)

@@ -94,8 +94,7 @@ SOURCE = "路桥创新政府和社会资本合作模式，推动民间资本投�
     ("Luqiao is creating new models of cooperation between government and social capital to "
      "draw in private investment [2].", None),
     ("Luqiao will draw 30 billion yuan of private investment [2].", "number not in its points"),
-    ("Hangzhou will draw in private investment through new cooperation [2].",
-     "name not in its points"),
+    ("Hangzhou will draw in private investment through new cooperation [2].", "name"),
     ("Luqiao is drawing in 民间资本 through new cooperation [2].", "not written in English"),
     ("Luqiao is drawing in private investment through new cooperation.", "lost its markers"),
     ("Luqiao is drawing in private investment through new cooperation [5].", "lost its markers"),
@@ -173,6 +172,17 @@ def test_grammar_names_only_the_given_points():
     assert '"1" | "2" | "3"' in grammar and '"4"' not in grammar
     assert "a-zA-Z" in grammar  # no Latin words in a Chinese answer
     assert r"\u4e00-\u9fff" in output_grammar("en", 2)  # no Chinese in an English one
+    assert 'first ::= "路桥区"' in output_grammar("zh-Hans", 2, 2, "路桥区")
+
+
+def test_a_place_name_cut_short_is_rejected():
+    # The 1.5B model wrote 桥区 for 路桥区, then translated it "Bridge District".
+    assert "桥区" in _check("桥区通过创新政府和社会资本合作模式，吸引民间投资[2]。", "zh-Hans",
+                          Context("How does 路桥区 plan to attract private investment?", None))
+    why = check_translation("Bridge District draws in private investment through new "
+                            "cooperation models [2].", "路桥区创新合作模式，吸引民间投资",
+                            LUQIAO_POINTS, LUQIAO_EN)
+    assert why and "lost a place name" in why
 
 
 # ---------------------------------------------------------------- the packaged model
@@ -195,7 +205,8 @@ def test_packaged_model_answers_in_chinese_with_checked_citations(cli, seed_copy
     docs = {d.doc_id: d for d in load_documents([seed_copy])[0]}
     for p in points:
         assert "[" in p["text"] and p["citations"]
-        assert sum("\u4e00" <= ch <= "\u9fff" for ch in p["text"]) > 0.5 * len(p["text"])
+        body = re.sub(r"\[\d+\]|\W", "", p["text"])
+        assert sum("\u4e00" <= ch <= "\u9fff" for ch in body) > 0.8 * len(body)
         for c in p["citations"]:
             assert docs[c["doc_id"]].text[c["start"]:c["end"]] == c["quote"]
             assert c["doc_id"] == "002_e8d0747b3dfad330"  # Luqiao's report
@@ -205,7 +216,7 @@ def test_packaged_model_answers_in_chinese_with_checked_citations(cli, seed_copy
 def test_packaged_model_answers_an_english_question_in_english(engine, seed_copy):
     _require_model()
     extractive = Answerer(engine).ask("How does Luqiao plan to attract private investment?", k=2)
-    answer = Rewriter(max_tokens=120).rewrite(extractive)
+    answer = Rewriter().rewrite(extractive, places=engine.index.localities())
     assert answer.mode == "abstractive", answer.notice
     docs = {d.doc_id: d for d in load_documents([seed_copy])[0]}
     assert not check_citations(answer, docs)

@@ -207,6 +207,11 @@ def _unsupported_places(body: str, cited: str, given: str, locality: str | None)
     from .gazetteer import romanisations, same_place, short_name
 
     spelled = re.sub(r"[^a-z]", "", given.lower())  # an English question names Luqiao
+    for name in [*_place_names(given), *([locality] if locality else [])]:
+        # A name cut short (桥区 for 路桥区) hides which place is meant.
+        if len(name) >= 3 and name[1:] in body and name not in body \
+                and short_name(name) not in body:
+            return name[1:]
     for surface in _place_names(body):
         if surface in cited or surface in given or (locality and same_place(surface, locality)):
             continue
@@ -260,8 +265,27 @@ def check_translation(english: str, source: str, points: list[str],
     numbers = markers(english)
     if not numbers or any(not 1 <= n <= len(points) for n in numbers):
         return "translation lost its markers"
-    cited = to_simplified(source) + "".join(points[n - 1] for n in dict.fromkeys(numbers))
-    return _check_english(MARKER.sub("", english).strip(), cited, context, need_term=False)
+    source = to_simplified(source)
+    body = MARKER.sub("", english).strip()
+    spelled = re.sub(r"[^a-z]", "", body.lower())
+    for place in source_places(source):
+        if not any(r in spelled for r in place_spellings(place)):
+            return f"translation lost a place name ({place})"
+    cited = source + "".join(points[n - 1] for n in dict.fromkeys(numbers))
+    return _check_english(body, cited, context, need_term=False)
+
+
+def source_places(text: str) -> list[str]:
+    """The place names a Chinese sentence writes (路桥, 丽水经开区)."""
+    return _place_names(to_simplified(text))
+
+
+def place_spellings(place: str) -> list[str]:
+    """Pinyin spellings of a place, full and short (luqiaoqu, luqiao), longest first."""
+    from .gazetteer import romanisations, short_name
+
+    return sorted({r for name in (place, short_name(place)) for r in romanisations(name)
+                   if len(r) >= 4}, key=len, reverse=True)
 
 
 def _check_english(body: str, cited: str, context: Context, need_term: bool = True

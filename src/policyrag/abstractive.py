@@ -31,7 +31,7 @@ from .script import detect_script, to_simplified, to_traditional
 DEFAULT_MAX_TOKENS = 200
 POINT_CHARS = 160      # each point is shown to the model cut to this many characters
 MAX_SENTENCES = 4
-MAX_SENTENCE_CHARS_ZH = 80   # the grammar cuts a sentence here (see output_grammar)
+MAX_SENTENCE_CHARS_ZH = 120  # the grammar cuts a sentence here (see output_grammar)
 MAX_SENTENCE_CHARS_EN = 300
 MIN_KEPT_SHARE = 0.5   # fewer checked sentences than this share of those written: fall back
 _MARKER = re.compile(r"\[(\d{1,2})\]")

@@ -106,9 +106,13 @@ def test_translations_of_checked_sentences_are_checked_too(english, reason):
 
 def test_echoed_instructions_are_rejected():
     context = Context(LUQIAO.question, LUQIAO.locality,
-                      "示例：“某县以数字化改革提升政务服务效率[1]。它还加快修建乡村道路[2][3]。”")
-    assert check_sentence("它还加快修建乡村道路[2]。", LUQIAO_POINTS, "zh-Hans", context) == \
-        "echoes the prompt"
+                      "示例：“某县推广智慧灌溉节约用水[1]。它还修缮古村落[2][3]。”")
+    assert check_sentence("它还修缮古村落[2]。", LUQIAO_POINTS, "zh-Hans", context).startswith(
+        "echoes the prompt")
+    # …and so are the example's words slipped into an otherwise supported sentence.
+    why = check_sentence("路桥创新政府和社会资本合作模式，推广智慧灌溉，推动民间资本投资[2]。",
+                         LUQIAO_POINTS, "zh-Hans", context)
+    assert why and why.startswith("echoes the prompt")
 
 
 def _points() -> list[Point]:
@@ -215,14 +219,16 @@ def test_packaged_model_answers_in_chinese_with_checked_citations(cli, seed_copy
 @pytest.mark.slow
 def test_packaged_model_answers_an_english_question_in_english(engine, seed_copy):
     _require_model()
-    extractive = Answerer(engine).ask("How does Luqiao plan to attract private investment?", k=2)
+    extractive = Answerer(engine).ask("What does Luqiao plan for its trade and logistics markets?",
+                                      k=2)
     answer = Rewriter().rewrite(extractive, places=engine.index.localities())
     assert answer.mode == "abstractive", answer.notice
     docs = {d.doc_id: d for d in load_documents([seed_copy])[0]}
     assert not check_citations(answer, docs)
     for p in answer.localities[0].points:
         assert p.citations and not any("\u4e00" <= ch <= "\u9fff" for ch in p.text)
-        assert p.text.endswith(".")
+        assert re.search(r"\[\d+\]\.$", p.text)
+    assert "Luqiao" in answer.localities[0].points[0].text  # the place, in pinyin
 
 
 @pytest.mark.slow
@@ -239,7 +245,7 @@ def test_translate_query_writes_chinese_terms_once_and_caches_them(tmp_path, mon
     assert terms and "路桥" in terms and "投资" in terms
     assert not re.search(r"[A-Za-z]", terms)
     cache = tmp_path / translate.CACHE_FILE
-    (key, stored), = json.loads(cache.read_text("utf-8")).items()
+    ((key, stored),) = json.loads(cache.read_text("utf-8")).items()
     assert stored == terms
     # A repeated question is answered from the cache, not by the model.
     cache.write_text(json.dumps({key: "缓存 命中"}, ensure_ascii=False), "utf-8")

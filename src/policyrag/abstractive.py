@@ -32,7 +32,7 @@ DEFAULT_MAX_TOKENS = 200
 POINT_CHARS = 160      # each point is shown to the model cut to this many characters
 MAX_SENTENCES = 4
 MAX_SENTENCE_CHARS_ZH = 120  # the grammar cuts a sentence here (see output_grammar)
-MAX_SENTENCE_CHARS_EN = 300
+MAX_SENTENCE_CHARS_EN = 420  # a Chinese sentence of 120 characters may need 400
 MIN_KEPT_SHARE = 0.5   # fewer checked sentences than this share of those written: fall back
 _MARKER = re.compile(r"\[(\d{1,2})\]")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -50,7 +50,8 @@ _POINT_REFERENCE = re.compile(
 
 LANGS = ("en", "zh-Hans", "zh-Hant")
 
-# The examples show the shape only; a sentence repeating them is dropped as an echo.
+# The examples show the shape only, in words unlikely in the reports; a sentence repeating
+# them, or using their words where the points do not, is dropped as an echo.
 _SYSTEM = {
     "en": ("You summarise Chinese local-government reports for English readers. Use only the "
            "numbered points you are given: add no facts, numbers or names that are not in them. "
@@ -60,16 +61,15 @@ _SYSTEM = {
            "[1]. It will also build rural roads [2][3].\""),
     "zh-Hans": ("你为地方政府报告写简明摘要。只能使用给出的编号要点，不得添加要点中没有的事实、数字、"
                 "地名或人名。用自己的话概括要点的意思，不要照抄原句，每句不超过50字。每句话末尾写出"
-                "所依据要点的编号。示例：“某县以数字化改革提升政务服务效率[1]。它还加快修建乡村道路"
-                "[2][3]。”"),
+                "所依据要点的编号。示例：“某县推广智慧灌溉节约用水[1]。它还修缮古村落[2][3]。”"),
 }
 _TRANSLATE_SYSTEM = ("Translate the user's Chinese sentence from a local-government report into "
                      "one plain English sentence. Write place and person names in pinyin. Output "
                      "only the translation.")
-TRANSLATION_TOKENS = 160
+TRANSLATION_TOKENS = 200
 # One English sentence: no Chinese characters, no markers (they are put back afterwards).
 TRANSLATION_GRAMMAR = "\n".join([
-    r'root ::= [A-Z] ch{3,280} "."',
+    f'root ::= [A-Z] ch{{3,{MAX_SENTENCE_CHARS_EN - 20}}} "."',
     r'ch ::= [^\[\]\n.!?\u3000-\u303f\u4e00-\u9fff\uff00-\uffef] | [0-9] "." [0-9]',
 ])
 _LABELS = {

@@ -110,6 +110,8 @@ def _check_chinese(body: str, cited: str, context: Context) -> str | None:
     if _copied(body, cited):
         return "copies a point word for word"
     given = to_simplified(context.question + (context.locality or ""))
+    if bad := _from_instructions(body, cited, given, context.instructions):
+        return f"echoes the prompt ({bad})"
     if bad := _unsupported_numbers(body, cited):
         return f"number not in its points ({bad})"
     if bad := _unsupported_places(body, cited, given, context.locality):
@@ -119,6 +121,17 @@ def _check_chinese(body: str, cited: str, context: Context) -> str | None:
     support, found = _token_support(body, cited, given)
     if support < MIN_TOKEN_SUPPORT or found < MIN_CITED_TOKENS:
         return f"words not supported by its points ({support:.0%})"
+    return None
+
+
+def _from_instructions(body: str, cited: str, given: str, instructions: str) -> str | None:
+    """A word of the instructions' example (乡村道路) that the points lack: it leaked."""
+    from .lexical import tokenize
+
+    example = instructions[instructions.find("示例"):] if "示例" in instructions else ""
+    for t in tokenize(body):
+        if len(t) >= 2 and _CJK.search(t) and t in example and t not in cited and t not in given:
+            return t
     return None
 
 

@@ -79,7 +79,7 @@ def main() -> int:
                     print(f"          “{' '.join(c.quote.split())[:160]}”")
     summarise(results)
     if args.keypoints:
-        coverage(answerer, rewriter)
+        coverage(answerer, rewriter, args.show)
     return 0
 
 
@@ -96,7 +96,7 @@ def summarise(results: list[dict]) -> None:
           + (f"{statistics.median(firsts):.1f} s" if firsts else "-"))
 
 
-def coverage(answerer: Answerer, rewriter: Rewriter) -> None:
+def coverage(answerer: Answerer, rewriter: Rewriter, show: bool = False) -> None:
     data = json.loads((ROOT / "tests/data/locality_keypoints.json").read_text("utf-8"))
     question = data["questions"][0]
     extractive = answerer.ask(question, by_locality=True)
@@ -109,6 +109,13 @@ def coverage(answerer: Answerer, rewriter: Rewriter) -> None:
               f"micro {cov['micro']:.2f}")
     print(f"by-locality rewrite of {len(extractive.localities)} localities: {seconds:.1f} s; "
           f"notice: {abstractive.notice}")
+    if show:
+        for loc in abstractive.localities:
+            if abstractive.mode == "abstractive" and loc.points and "[" in loc.points[0].text:
+                print(f"  == {loc.locality}: " + " ".join(p.text for p in loc.points))
+        for checked in rewriter.last_checks:
+            for sentence, reason in checked.rejected:
+                print(f"      x {sentence}  <- {reason}")
 
 
 if __name__ == "__main__":

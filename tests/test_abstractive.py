@@ -94,8 +94,7 @@ SOURCE = "路桥创新政府和社会资本合作模式，推动民间资本投�
     ("Luqiao is creating new models of cooperation between government and social capital to "
      "draw in private investment [2].", None),
     ("Luqiao will draw 30 billion yuan of private investment [2].", "number not in its points"),
-    ("Hangzhou will draw in private investment through new cooperation [2].",
-     "name not in its points"),
+    ("Hangzhou will draw in private investment through new cooperation [2].", "name"),
     ("Luqiao is drawing in 民间资本 through new cooperation [2].", "not written in English"),
     ("Luqiao is drawing in private investment through new cooperation.", "lost its markers"),
     ("Luqiao is drawing in private investment through new cooperation [5].", "lost its markers"),
@@ -107,9 +106,13 @@ def test_translations_of_checked_sentences_are_checked_too(english, reason):
 
 def test_echoed_instructions_are_rejected():
     context = Context(LUQIAO.question, LUQIAO.locality,
-                      "示例：“某县以数字化改革提升政务服务效率[1]。它还加快修建乡村道路[2][3]。”")
-    assert check_sentence("它还加快修建乡村道路[2]。", LUQIAO_POINTS, "zh-Hans", context) == \
-        "echoes the prompt"
+                      "示例：“某县推广智慧灌溉节约用水[1]。它还修缮古村落[2][3]。”")
+    assert check_sentence("它还修缮古村落[2]。", LUQIAO_POINTS, "zh-Hans", context).startswith(
+        "echoes the prompt")
+    # …and so are the example's words slipped into an otherwise supported sentence.
+    why = check_sentence("路桥创新政府和社会资本合作模式，推广智慧灌溉，推动民间资本投资[2]。",
+                         LUQIAO_POINTS, "zh-Hans", context)
+    assert why and why.startswith("echoes the prompt")
 
 
 def _points() -> list[Point]:
@@ -173,6 +176,17 @@ def test_grammar_names_only_the_given_points():
     assert '"1" | "2" | "3"' in grammar and '"4"' not in grammar
     assert "a-zA-Z" in grammar  # no Latin words in a Chinese answer
     assert r"\u4e00-\u9fff" in output_grammar("en", 2)  # no Chinese in an English one
+    assert 'first ::= "路桥区"' in output_grammar("zh-Hans", 2, 2, "路桥区")
+
+
+def test_a_place_name_cut_short_is_rejected():
+    # The 1.5B model wrote 桥区 for 路桥区, then translated it "Bridge District".
+    assert "桥区" in _check("桥区通过创新政府和社会资本合作模式，吸引民间投资[2]。", "zh-Hans",
+                          Context("How does 路桥区 plan to attract private investment?", None))
+    why = check_translation("Bridge District draws in private investment through new "
+                            "cooperation models [2].", "路桥区创新合作模式，吸引民间投资",
+                            LUQIAO_POINTS, LUQIAO_EN)
+    assert why and "lost a place name" in why
 
 
 # ---------------------------------------------------------------- the packaged model
@@ -195,7 +209,8 @@ def test_packaged_model_answers_in_chinese_with_checked_citations(cli, seed_copy
     docs = {d.doc_id: d for d in load_documents([seed_copy])[0]}
     for p in points:
         assert "[" in p["text"] and p["citations"]
-        assert sum("\u4e00" <= ch <= "\u9fff" for ch in p["text"]) > 0.5 * len(p["text"])
+        body = re.sub(r"\[\d+\]|\W", "", p["text"])
+        assert sum("\u4e00" <= ch <= "\u9fff" for ch in body) > 0.8 * len(body)
         for c in p["citations"]:
             assert docs[c["doc_id"]].text[c["start"]:c["end"]] == c["quote"]
             assert c["doc_id"] == "002_e8d0747b3dfad330"  # Luqiao's report
@@ -204,11 +219,37 @@ def test_packaged_model_answers_in_chinese_with_checked_citations(cli, seed_copy
 @pytest.mark.slow
 def test_packaged_model_answers_an_english_question_in_english(engine, seed_copy):
     _require_model()
-    extractive = Answerer(engine).ask("How does Luqiao plan to attract private investment?", k=2)
-    answer = Rewriter(max_tokens=120).rewrite(extractive)
+    extractive = Answerer(engine).ask("What does Luqiao plan for its trade and logistics markets?",
+                                      k=2)
+    answer = Rewriter().rewrite(extractive, places=engine.index.localities())
     assert answer.mode == "abstractive", answer.notice
     docs = {d.doc_id: d for d in load_documents([seed_copy])[0]}
     assert not check_citations(answer, docs)
     for p in answer.localities[0].points:
         assert p.citations and not any("\u4e00" <= ch <= "\u9fff" for ch in p.text)
-        assert p.text.endswith(".")
+        assert re.search(r"\[\d+\]\.$", p.text)
+    assert "Luqiao" in answer.localities[0].points[0].text  # the place, in pinyin
+
+
+@pytest.mark.slow
+def test_translate_query_writes_chinese_terms_once_and_caches_them(tmp_path, monkeypatch):
+    _require_model()
+    from policyrag import translate
+    from policyrag.generate import ENV_GGUF_PATH, find_packaged_gguf
+
+    monkeypatch.setenv(ENV_GGUF_PATH, str(find_packaged_gguf()))
+    monkeypatch.setenv("POLICYRAG_CACHE_DIR", str(tmp_path))
+    places = ["莲都区", "丽水市", "路桥区", "丽水经开区", "温州市"]
+    question = "How does Luqiao plan to attract private investment?"
+    terms = translate.translate_query(question, places)
+    assert terms and "路桥" in terms and "投资" in terms
+    assert not re.search(r"[A-Za-z]", terms)
+    cache = tmp_path / translate.CACHE_FILE
+    ((key, stored),) = json.loads(cache.read_text("utf-8")).items()
+    assert stored == terms
+    # A repeated question is answered from the cache, not by the model.
+    cache.write_text(json.dumps({key: "缓存 命中"}, ensure_ascii=False), "utf-8")
+    assert translate.translate_query(question, places) == "缓存 命中"
+    assert translate.translate_query("路桥如何吸引民间投资？", places) is None  # already Chinese
+    monkeypatch.setenv(ENV_GGUF_PATH, str(tmp_path / "absent.gguf"))
+    assert translate.translate_query("What about rural roads?") is None  # no generator

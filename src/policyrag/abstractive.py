@@ -31,8 +31,8 @@ from .script import detect_script, to_simplified, to_traditional
 DEFAULT_MAX_TOKENS = 200
 POINT_CHARS = 160      # each point is shown to the model cut to this many characters
 MAX_SENTENCES = 4
-MAX_SENTENCE_CHARS_ZH = 80   # the grammar cuts a sentence here (see output_grammar)
-MAX_SENTENCE_CHARS_EN = 300
+MAX_SENTENCE_CHARS_ZH = 120  # the grammar cuts a sentence here (see output_grammar)
+MAX_SENTENCE_CHARS_EN = 420  # a Chinese sentence of 120 characters may need 400
 MIN_KEPT_SHARE = 0.5   # fewer checked sentences than this share of those written: fall back
 _MARKER = re.compile(r"\[(\d{1,2})\]")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -43,14 +43,15 @@ _STREAMED_END = re.compile(r"(?:\[\d{1,2}\])+\s*[。.]")
 # Small models name the points in words (“要点1指出，…”, "Point 2 says ...") or number their
 # sentences (“1、…”): the markers say it.
 _POINT_REFERENCE = re.compile(
-    r"^\s*(?:\d{1,2}|[一二三四五六七八九十])[、.．)）]\s*|^\s*[(（]\d{1,2}[)）]\s*|"
+    r"^\s*(?:\d{1,2}|[一二三四五六七八九十])[、.．)）]\s*|^\s*[(（]\d{1,2}[)）]\s*|要点(?=\[)|"
     r"(?:根据|据)?要点\s*\d+(?:\s*[和、与及]\s*\d+)*(?:中|里)?(?:指出|强调|提到|提出|表明|显示|说明)?了?[，,]?"
     r"|\b(?:according to |as )?points? \d+(?:\s*(?:and|,)\s*\d+)*(?: (?:says|states|notes|shows))?,? ?",
     re.I)
 
 LANGS = ("en", "zh-Hans", "zh-Hant")
 
-# The examples show the shape only; a sentence repeating them is dropped as an echo.
+# The examples show the shape only, in words unlikely in the reports; a sentence repeating
+# them, or using their words where the points do not, is dropped as an echo.
 _SYSTEM = {
     "en": ("You summarise Chinese local-government reports for English readers. Use only the "
            "numbered points you are given: add no facts, numbers or names that are not in them. "
@@ -60,22 +61,21 @@ _SYSTEM = {
            "[1]. It will also build rural roads [2][3].\""),
     "zh-Hans": ("你为地方政府报告写简明摘要。只能使用给出的编号要点，不得添加要点中没有的事实、数字、"
                 "地名或人名。用自己的话概括要点的意思，不要照抄原句，每句不超过50字。每句话末尾写出"
-                "所依据要点的编号。示例：“某县以数字化改革提升政务服务效率[1]。它还加快修建乡村道路"
-                "[2][3]。”"),
+                "所依据要点的编号。示例：“某县推广智慧灌溉节约用水[1]。它还修缮古村落[2][3]。”"),
 }
 _TRANSLATE_SYSTEM = ("Translate the user's Chinese sentence from a local-government report into "
                      "one plain English sentence. Write place and person names in pinyin. Output "
                      "only the translation.")
-TRANSLATION_TOKENS = 100
+TRANSLATION_TOKENS = 200
 # One English sentence: no Chinese characters, no markers (they are put back afterwards).
 TRANSLATION_GRAMMAR = "\n".join([
-    r'root ::= [A-Z] ch{3,280} "."',
+    f'root ::= [A-Z] ch{{3,{MAX_SENTENCE_CHARS_EN - 20}}} "."',
     r'ch ::= [^\[\]\n.!?\u3000-\u303f\u4e00-\u9fff\uff00-\uffef] | [0-9] "." [0-9]',
 ])
 _LABELS = {
     "en": ("Question", "Locality", "Points", "Answer the question in at most {n} short English "
            "sentences, each ending with its markers."),
-    "zh-Hans": ("问题", "地区", "要点", "请用不超过{n}句简体中文回答问题，每句以编号结尾。"),
+    "zh-Hans": ("问题", "地区", "要点", "请用不超过{n}句简体中文直接回答问题：先用自己的话概括答案，不要照抄要点原文，每句以编号结尾。"),
 }
 
 
@@ -114,19 +114,28 @@ def _sentences_for(points: list[Point]) -> int:
     return min(max(len(points) - 1, 2), MAX_SENTENCES)
 
 
-def output_grammar(lang: str, n_points: int, sentences: int = MAX_SENTENCES) -> str:
+def output_grammar(lang: str, n_points: int, sentences: int = MAX_SENTENCES,
+                   subject: str | None = None) -> str:
     """GBNF for `sentences` sentences at most, each text then one to three markers of given
-    points then a full stop; English forbids Chinese characters, Chinese forbids Latin words."""
+    points then a full stop; English forbids Chinese characters, Chinese forbids Latin words.
+    A Chinese answer about a known place opens with its name: left free, the 1.5B model cut
+    路桥区 to 桥区 (and then read 路桥 as "road bridge")."""
     numbers = " | ".join(f'"{n}"' for n in range(1, n_points + 1))
     more = " sent?" * (sentences - 1)
     if lang == "en":
+        first = "sent"
         sent = f'sent ::= [A-Z] ch{{8,{MAX_SENTENCE_CHARS_EN - 1}}} " "? cite cite? cite? "." " "?'
         ch = r'ch ::= [^\[\]\n.!?\u3000-\u303f\u4e00-\u9fff\uff00-\uffef] | [0-9] "." [0-9]'
     else:
+        first = "first" if subject else "sent"
         sent = f"sent ::= ch{{4,{MAX_SENTENCE_CHARS_ZH}}} cite cite? cite? \"。\""
-        # No colon: small models otherwise open with “要点1：” and copy the point after it.
-        ch = r"ch ::= [^\[\]\n。！？!?.:：a-zA-Z ]"
-    return "\n".join([f"root ::= sent{more}", sent, ch, 'cite ::= "[" num "]"',
+        if subject:
+            sent += (f'\nfirst ::= "{subject}" ch{{2,{MAX_SENTENCE_CHARS_ZH - len(subject)}}} '
+                     'cite cite? cite? "。"')
+        # No colon or bracket: small models otherwise open with “要点1：” and copy the point
+        # after it, or write “（要点[1]）”.
+        ch = r"ch ::= [^\[\]\n。！？!?.:：()（）a-zA-Z ]"
+    return "\n".join([f"root ::= {first}{more}", sent, ch, 'cite ::= "[" num "]"',
                       f"num ::= {numbers}"])
 
 
@@ -217,7 +226,8 @@ _DANGLING = re.compile(r"\b(?:is|are|was|of|the|a|an|and|or|to|in|on|for|with|by
 def _cut_off(sentence: str, lang: str) -> str | None:
     """A sentence the length limit (or the model) broke off mid-way is no answer."""
     body = _MARKER.sub("", sentence).strip().rstrip("。.")
-    if _DANGLING.search(sentence):
+    if _DANGLING.search(sentence) or any(body.count(a) > body.count(b)
+                                          for a, b in ("《》", "“”", "（）", "()")):
         return "sentence broken off"
     if len(body) >= (MAX_SENTENCE_CHARS_EN if lang == "en" else MAX_SENTENCE_CHARS_ZH) - 1:
         return "sentence broken off at the length limit"
@@ -318,8 +328,12 @@ class Rewriter:
                 raise
         return self._generator
 
-    def rewrite(self, extractive: Answer, on_point: OnPoint | None = None) -> Answer:
-        """The abstractive answer, or the extractive one with a notice saying why not."""
+    def rewrite(self, extractive: Answer, on_point: OnPoint | None = None,
+                places: Iterable[str] = ()) -> Answer:
+        """The abstractive answer, or the extractive one with a notice saying why not.
+
+        `places` (the index's localities) lets an English question's romanised place names
+        reach the model in characters."""
         if not extractive.answered:  # nothing to write from: the passages are off the question
             return extractive
         try:
@@ -327,6 +341,13 @@ class Rewriter:
         except GenerationUnavailable as exc:
             return _fallback(extractive, f"no generative model available ({exc})")
         lang = question_language(extractive.question, _doc_language(extractive))
+        question = extractive.question
+        named: str | None = None  # the place an English question names, in characters
+        if lang == "en" and question:
+            from .translate import with_place_characters
+
+            question = with_place_characters(question, places)
+            named = next((p for p in places if p in question), None)
         rewritten: list[LocalityAnswer] = []
         problems: list[str] = []
         written = kept = 0
@@ -336,7 +357,7 @@ class Rewriter:
                 rewritten.append(loc)
                 continue
             try:
-                result = self._locality(generator, extractive.question, loc, lang, on_point)
+                result = self._locality(generator, question, loc, lang, on_point, named)
             except GenerationUnavailable as exc:
                 problems.append(f"{loc.locality}: {exc}" if loc.locality else str(exc))
                 rewritten.append(loc)
@@ -370,7 +391,7 @@ class Rewriter:
                       check=check)
 
     def _locality(self, generator: Generator, question: str | None, loc: LocalityAnswer,
-                  lang: str, on_point: OnPoint | None) -> Checked:
+                  lang: str, on_point: OnPoint | None, named: str | None = None) -> Checked:
         emit = (lambda p: on_point(loc.locality, p)) if on_point else None
         if lang != "en":
             return self._write(generator, question, loc, lang, emit)
@@ -378,16 +399,19 @@ class Rewriter:
         # the reports', then each kept sentence translated and checked again (markers, numbers,
         # names, policy terms, no Chinese left). A direct English answer can only be checked
         # through a small glossary, and small models invent freely in English.
-        chinese = self._write(generator, question, loc, "zh-Hans", None)
+        chinese = self._write(generator, question, loc, "zh-Hans", None, named)
         return self._translate(generator, question, loc, chinese, emit)
 
     def _write(self, generator: Generator, question: str | None, loc: LocalityAnswer,
-               lang: str, emit: Callable[[Point], None] | None) -> Checked:
-        system, prompt = build_prompt(question, loc.locality, loc.points, lang)
+               lang: str, emit: Callable[[Point], None] | None,
+               named: str | None = None) -> Checked:
+        system, prompt = build_prompt(question, loc.locality or named, loc.points, lang)
         context = Context(question or "", loc.locality, system)
         checker = SentenceChecker(loc.points, lang, context, emit)
         if getattr(generator, "supports_grammar", False):
-            grammar = output_grammar(lang, len(loc.points), _sentences_for(loc.points))
+            subject = loc.locality or named
+            grammar = output_grammar(lang, len(loc.points), _sentences_for(loc.points),
+                                     to_simplified(subject) if subject and lang != "en" else None)
             checker.feed(generator.stream(prompt, system=system,  # type: ignore[attr-defined]
                                           max_tokens=self.max_tokens, temperature=0.0,
                                           grammar=grammar))
@@ -410,7 +434,7 @@ class Rewriter:
         for point in chinese.points:  # markers still name the model's input points
             source = _MARKER.sub("", point.text).strip().rstrip("。")
             marks = "".join(f"[{n}]" for n in dict.fromkeys(_MARKER.findall(point.text)))
-            english = generator.generate(source, system=_TRANSLATE_SYSTEM,
+            english = generator.generate(source, system=_translate_system(source),
                                          max_tokens=TRANSLATION_TOKENS, temperature=0.0,
                                          **grammar)  # type: ignore[call-arg]
             english = " ".join(_MARKER.sub("", english).split()).rstrip(".")
@@ -426,6 +450,26 @@ class Rewriter:
             if emit is not None:
                 emit(renumber(out.points, loc.points)[-1])
         return out
+
+
+def _translate_system(source: str) -> str:
+    """The translation instructions, with the pinyin of the sentence's place names: told
+    nothing, the model reads 路桥 as "road bridge"."""
+    from pypinyin import Style, lazy_pinyin
+
+    from .checker import source_places
+
+    def english(place: str) -> str:
+        for suffix, word in (("经开区", "Economic Development Zone"), ("区", "District"),
+                             ("市", "City"), ("县", "County")):
+            if place.endswith(suffix) and len(place) > len(suffix) + 1:
+                stem = "".join(lazy_pinyin(place[:-len(suffix)], style=Style.NORMAL))
+                return f"{stem.capitalize()} {word}"
+        return "".join(lazy_pinyin(place, style=Style.NORMAL)).capitalize()
+
+    found = source_places(source)
+    names = [f"{p} = {english(p)}" for p in found if not any(p != q and p in q for q in found)]
+    return _TRANSLATE_SYSTEM + (f" Place names: {'; '.join(names)}." if names else "")
 
 
 def _doc_language(answer: Answer) -> str:

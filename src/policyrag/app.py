@@ -238,7 +238,7 @@ def run_answer(answerer: Any, rewriter: Any, question: str, *, mode: str, by_loc
                              "answer instead.")
             return out
         with _generation_lock:
-            answer = rewriter.rewrite(answer)
+            answer = rewriter.rewrite(answer, places=answerer.engine.index.localities())
     return answer.to_dict()
 
 

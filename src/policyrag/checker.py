@@ -45,10 +45,9 @@ _NOT_NAMES = frozenset(
 _CONNECTIVES = frozenset(
     "通过 同时 以及 并且 此外 不断 积极 大力 致力 致力于 旨在 方面 主要 包括 进行 实施 开展 "  # noqa: SIM905
     "注重 重点 持续 努力 其中 相关 有效 各类".split())
+# Cardinals only: "the second half of the year" (下半年) names no number.
 _NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-                 "eight": 8, "nine": 9, "ten": 10, "first": 1, "second": 2, "third": 3,
-                 "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8, "ninth": 9,
-                 "tenth": 10}
+                 "eight": 8, "nine": 9, "ten": 10}
 
 
 @dataclass(frozen=True)
@@ -111,6 +110,8 @@ def _check_chinese(body: str, cited: str, context: Context) -> str | None:
     if _copied(body, cited):
         return "copies a point word for word"
     given = to_simplified(context.question + (context.locality or ""))
+    if bad := _from_instructions(body, cited, given, context.instructions):
+        return f"echoes the prompt ({bad})"
     if bad := _unsupported_numbers(body, cited):
         return f"number not in its points ({bad})"
     if bad := _unsupported_places(body, cited, given, context.locality):
@@ -120,6 +121,17 @@ def _check_chinese(body: str, cited: str, context: Context) -> str | None:
     support, found = _token_support(body, cited, given)
     if support < MIN_TOKEN_SUPPORT or found < MIN_CITED_TOKENS:
         return f"words not supported by its points ({support:.0%})"
+    return None
+
+
+def _from_instructions(body: str, cited: str, given: str, instructions: str) -> str | None:
+    """A word of the instructions' example (乡村道路) that the points lack: it leaked."""
+    from .lexical import tokenize
+
+    example = instructions[instructions.find("示例"):] if "示例" in instructions else ""
+    for t in tokenize(body):
+        if len(t) >= 2 and _CJK.search(t) and t in example and t not in cited and t not in given:
+            return t
     return None
 
 
@@ -208,6 +220,11 @@ def _unsupported_places(body: str, cited: str, given: str, locality: str | None)
     from .gazetteer import romanisations, same_place, short_name
 
     spelled = re.sub(r"[^a-z]", "", given.lower())  # an English question names Luqiao
+    for name in [*_place_names(given), *([locality] if locality else [])]:
+        # A name cut short (桥区 for 路桥区) hides which place is meant.
+        if len(name) >= 3 and name[1:] in body and name not in body \
+                and short_name(name) not in body:
+            return name[1:]
     for surface in _place_names(body):
         if surface in cited or surface in given or (locality and same_place(surface, locality)):
             continue
@@ -261,8 +278,27 @@ def check_translation(english: str, source: str, points: list[str],
     numbers = markers(english)
     if not numbers or any(not 1 <= n <= len(points) for n in numbers):
         return "translation lost its markers"
-    cited = to_simplified(source) + "".join(points[n - 1] for n in dict.fromkeys(numbers))
-    return _check_english(MARKER.sub("", english).strip(), cited, context, need_term=False)
+    source = to_simplified(source)
+    body = MARKER.sub("", english).strip()
+    spelled = re.sub(r"[^a-z]", "", body.lower())
+    for place in source_places(source):
+        if not any(r in spelled for r in place_spellings(place)):
+            return f"translation lost a place name ({place})"
+    cited = source + "".join(points[n - 1] for n in dict.fromkeys(numbers))
+    return _check_english(body, cited, context, need_term=False)
+
+
+def source_places(text: str) -> list[str]:
+    """The place names a Chinese sentence writes (路桥, 丽水经开区)."""
+    return _place_names(to_simplified(text))
+
+
+def place_spellings(place: str) -> list[str]:
+    """Pinyin spellings of a place, full and short (luqiaoqu, luqiao), longest first."""
+    from .gazetteer import romanisations, short_name
+
+    return sorted({r for name in (place, short_name(place)) for r in romanisations(name)
+                   if len(r) >= 4}, key=len, reverse=True)
 
 
 def _check_english(body: str, cited: str, context: Context, need_term: bool = True

@@ -63,6 +63,19 @@ def translate_query(question: str, places: Iterable[str] = ()) -> str | None:
     return terms or None
 
 
+def with_place_characters(question: str, places: Iterable[str]) -> str:
+    """Romanised names of `places` in an English question written in characters, in full
+    (Luqiao → 路桥区), so a model answering in Chinese neither guesses them (it wrote 鲁市) nor
+    reads 路桥 as "road bridge"."""
+    from .gazetteer import romanisations, short_name
+
+    for place in places:
+        for spelling in sorted(romanisations(short_name(place)), key=len, reverse=True):
+            if len(spelling) >= 4:
+                question = re.sub(rf"\b{spelling}\b", place, question, flags=re.I)
+    return question
+
+
 def _without_places(question: str, places: Iterable[str]) -> tuple[str, list[str]]:
     """The question with the names of `places` (romanised or in characters) replaced by a
     stand-in, and the names found, in characters."""

@@ -129,7 +129,8 @@ def _show(answer: Answer, engine: Engine, args: argparse.Namespace) -> int:
     mode, so stdout stays one JSON object)."""
     if args.mode == ABSTRACTIVE:
         stream = args.stream if args.stream is not None else sys.stderr.isatty()
-        answer = _rewriter(args).rewrite(answer, on_point=_StreamPrinter() if stream else None)
+        answer = _rewriter(args).rewrite(answer, on_point=_StreamPrinter() if stream else None,
+                                         places=engine.index.localities())
     if args.json:
         emit_json(answer.to_dict())
     else:
@@ -174,7 +175,8 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 
     outcomes = run_batch(answerer, questions, by_locality=args.by_locality, mode=args.mode,
                          k=args.k, filters=filters_from(args),
-                         rewrite=rewriter.rewrite if rewriter else None, on_error=report)
+                         rewrite=(lambda a: rewriter.rewrite(a, places=engine.index.localities()))
+                         if rewriter else None, on_error=report)
     titles = {d.doc_id: d.display_title for d in engine.index.documents.values()}
     written = write_all(outcomes, args.out, formats, mode=args.mode, titles=titles)
     failed = sum(o.answer is None for o in outcomes)

@@ -27,11 +27,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from policyrag.abstractive import Rewriter  # noqa: E402
-from policyrag.answer import Answerer  # noqa: E402
+from policyrag.answer.abstractive import Rewriter  # noqa: E402
+from policyrag.answer.extractive import Answerer  # noqa: E402
+from policyrag.answer.generate import load_generator  # noqa: E402
 from policyrag.engine import Engine  # noqa: E402
 from policyrag.evaluation import keypoint_coverage  # noqa: E402
-from policyrag.generate import load_generator  # noqa: E402
 
 
 def main() -> int:

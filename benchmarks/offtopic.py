@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from policyrag.answer import Answerer  # noqa: E402
+from policyrag.answer.extractive import Answerer  # noqa: E402
 from policyrag.engine import Engine  # noqa: E402
 from policyrag.evaluation import load_questions  # noqa: E402
 

@@ -79,7 +79,7 @@ def dev_questions(n: int | None = None):
 def answerer_for(engine):
     """An extractive `ask` if answer.py is there and works; None otherwise."""
     try:
-        from policyrag.answer import Answerer
+        from policyrag.answer.extractive import Answerer
 
         ans = Answerer(engine)
         ans.ask(QUERY)
@@ -99,10 +99,10 @@ def w_build(a: dict) -> dict:
     """Index build throughput against raw model.encode on the same chunks, same process."""
     from synth import seed_documents, synthetic_documents
 
-    from policyrag import index as idx
     from policyrag.config import Settings
-    from policyrag.embedding import load_embedder
-    from policyrag.lexical import slogans, tokenize
+    from policyrag.index import lifecycle as idx
+    from policyrag.index.embedding import load_embedder
+    from policyrag.index.lexical import slogans, tokenize
     from policyrag.script import to_simplified
 
     settings = Settings()
@@ -151,7 +151,7 @@ def w_build(a: dict) -> dict:
 def w_prepare(a: dict) -> dict:
     from synth import build_synthetic_index
 
-    from policyrag.embedding import load_embedder
+    from policyrag.index.embedding import load_embedder
 
     root = Path(a["root"])
     shutil.rmtree(root, ignore_errors=True)
@@ -221,11 +221,11 @@ def w_peers(a: dict) -> dict:
     from peers import LangchainFaissStore, TimedEmbedder, TxtaiStore
     from synth import seed_documents
 
-    from policyrag import index as idx
     from policyrag.config import Settings
-    from policyrag.embedding import load_embedder
     from policyrag.engine import Engine
     from policyrag.evaluation import evaluate, evaluate_engine, load_questions, relevant_counts
+    from policyrag.index import lifecycle as idx
+    from policyrag.index.embedding import load_embedder
 
     real = load_embedder()
     real.encode(["预热"])
@@ -287,8 +287,8 @@ def w_phases(a: dict) -> dict:
     build_parser()
     phases["parser"] = now() - t
     from policyrag.engine import Engine
-    from policyrag.lexical import _tokenizer
-    from policyrag.retrieval import prepare_query
+    from policyrag.index.lexical import _tokenizer
+    from policyrag.search.retrieval import prepare_query
 
     t = now()
     engine = Engine(a["index"])
@@ -318,9 +318,9 @@ def w_onnx(a: dict) -> dict:
     from onnxruntime_extensions import get_library_path
     from synth import seed_documents
 
-    from policyrag import index as idx
     from policyrag.config import Settings
-    from policyrag.embedding import load_embedder, packaged_path
+    from policyrag.index import lifecycle as idx
+    from policyrag.index.embedding import load_embedder, packaged_path
     from policyrag.script import to_simplified
 
     path = str(packaged_path("packaged:use-multilingual"))

@@ -25,14 +25,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from policyrag.answer import Answerer  # noqa: E402
+from policyrag.answer.extractive import Answerer  # noqa: E402
 from policyrag.engine import Engine  # noqa: E402
 from policyrag.evaluation import (  # noqa: E402
     evaluate_engine,
     format_side_by_side,
     load_questions,
 )
-from policyrag.retrieval import MODES  # noqa: E402
+from policyrag.search.retrieval import MODES  # noqa: E402
 
 DEV = ROOT / "tests" / "data" / "dev_questions.jsonl"
 KEYPOINTS = ROOT / "tests" / "data" / "locality_keypoints.json"

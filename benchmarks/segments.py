@@ -59,10 +59,10 @@ def build(root: Path, n_chunks: int, embedder) -> dict:
 
     from synth import RandomEmbedder, seed_documents, synthetic_documents
 
-    from policyrag import index as idx
-    from policyrag.chunking import sentence_spans
     from policyrag.config import Settings
-    from policyrag.lexical import tokenize
+    from policyrag.index import lifecycle as idx
+    from policyrag.index.lexical import tokenize
+    from policyrag.ingest.chunking import sentence_spans
 
     settings = Settings()
     docs = synthetic_documents(seed_documents(), n_chunks, settings, embedder.max_chars)
@@ -89,7 +89,7 @@ def new_report(lexicon: tuple[str, ...], embedder):
     from synth import seed_documents, synthetic_documents
 
     from policyrag.config import Settings
-    from policyrag.lexical import slogans
+    from policyrag.index.lexical import slogans
 
     for seed in range(1000, 1100):
         doc = synthetic_documents(seed_documents(), 1, Settings(), embedder.max_chars, seed)[0]
@@ -101,10 +101,10 @@ def new_report(lexicon: tuple[str, ...], embedder):
 
 def child(src: Path, root: Path, n_chunks: int) -> dict:
     sys.path[:0] = [str(src), str(HERE)]
-    from policyrag import index as idx
     from policyrag.config import Settings
-    from policyrag.embedding import load_embedder
-    from policyrag.lexical import tokenize
+    from policyrag.index import lifecycle as idx
+    from policyrag.index.embedding import load_embedder
+    from policyrag.index.lexical import tokenize
 
     embedder = load_embedder()
     out: dict = {"src": str(src)}
@@ -204,8 +204,8 @@ def main() -> None:
             trees[f"baseline {a.baseline}"] = baseline_tree(a.baseline, work)
         # Both start with jieba's dictionary and the model's files made once in the shared
         # cache folder, so that the first to run does not pay for the second.
-        subprocess.run([sys.executable, "-c", "from policyrag.lexical import tokenize; "
-                        "from policyrag.embedding import load_embedder; "
+        subprocess.run([sys.executable, "-c", "from policyrag.index.lexical import tokenize; "
+                        "from policyrag.index.embedding import load_embedder; "
                         "tokenize('预热'); load_embedder()"], check=True,
                        env={**os.environ, "POLICYRAG_CACHE_DIR": str(work / "cache"),
                             "PYTHONPATH": str(ROOT / "src")})

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from policyrag import index as idx
-from policyrag.chunking import sentence_spans
 from policyrag.config import Settings
-from policyrag.documents import Document, load_documents
-from policyrag.lexical import slogans, tokenize
+from policyrag.index import lifecycle as idx
+from policyrag.index.lexical import slogans, tokenize
+from policyrag.ingest.chunking import sentence_spans
+from policyrag.ingest.documents import Document, load_documents
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "seeds"
@@ -62,7 +62,7 @@ def _substitute(sentence: str, place: str) -> str:
 def synthetic_documents(seeds: list[Document], n_chunks: int, settings: Settings,
                         max_chars: int, seed: int = 7) -> list[Document]:
     """Reports whose chunks add up to at least `n_chunks`."""
-    from policyrag.chunking import chunk_text
+    from policyrag.ingest.chunking import chunk_text
 
     rng = random.Random(seed)
     pools = [_sentences(d) for d in seeds]

@@ -33,9 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from synth import build_synthetic_index  # noqa: E402
 
-from policyrag import checksum, store  # noqa: E402
-from policyrag import index as idx  # noqa: E402
-from policyrag.embedding import load_embedder  # noqa: E402
+from policyrag.index import (
+    checksum,
+    store,  # noqa: E402
+)
+from policyrag.index import lifecycle as idx  # noqa: E402
+from policyrag.index.embedding import load_embedder  # noqa: E402
 
 
 def seconds(fn, before=lambda: None) -> float:

@@ -19,8 +19,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from policyrag.documents import load_documents
 from policyrag.evaluation import QuestionFileError, load_questions, normalise
+from policyrag.ingest.documents import load_documents
 from policyrag.script import to_simplified
 
 ROOT = Path(__file__).resolve().parents[1]

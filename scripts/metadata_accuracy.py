@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from policyrag.metadata_check import FIELDS, accuracy, format_table, load, run
+from policyrag.ingest.metadata_check import FIELDS, accuracy, format_table, load, run
 
 
 def main() -> None:

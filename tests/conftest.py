@@ -41,7 +41,7 @@ def seed_copy(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def embedder():
-    from policyrag.embedding import load_embedder
+    from policyrag.index.embedding import load_embedder
 
     return load_embedder()
 
@@ -49,9 +49,9 @@ def embedder():
 @pytest.fixture(scope="session")
 def index_dir(tmp_path_factory, seed_copy, embedder) -> Path:
     """The default index of the seeds, built once; tests must not modify it."""
-    from policyrag import index
     from policyrag.config import Settings
-    from policyrag.documents import load_documents
+    from policyrag.index import lifecycle as index
+    from policyrag.ingest.documents import load_documents
 
     root = tmp_path_factory.mktemp("index") / "default"
     docs, errors = load_documents([seed_copy])
@@ -73,9 +73,9 @@ def engine(index_dir, embedder):
 def fresh_index(tmp_path, seed_copy, embedder) -> Path:
     """A writable index of the seeds for tests that change it."""
     src_root = tmp_path / "idx"
-    from policyrag import index
     from policyrag.config import Settings
-    from policyrag.documents import load_documents
+    from policyrag.index import lifecycle as index
+    from policyrag.ingest.documents import load_documents
 
     docs, _ = load_documents([seed_copy])
     index.build(src_root, docs, embedder, Settings(), [str(seed_copy)])

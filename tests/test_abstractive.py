@@ -9,17 +9,17 @@ import re
 
 import pytest
 
-from policyrag import packaged_model
-from policyrag.abstractive import (
+from policyrag.answer import packaged_model
+from policyrag.answer.abstractive import (
     Rewriter,
     UnusableOutput,
     check_answer,
     output_grammar,
     parse_answer,
 )
-from policyrag.answer import Answerer, Citation, Point, check_citations
-from policyrag.checker import Context, check_sentence, check_translation
-from policyrag.documents import load_documents
+from policyrag.answer.checker import Context, check_sentence, check_translation
+from policyrag.answer.extractive import Answerer, Citation, Point, check_citations
+from policyrag.ingest.documents import load_documents
 
 # Three sentences of the Luqiao report (seed 002), as the extractive answer numbers them.
 LUQIAO_POINTS = [
@@ -234,8 +234,8 @@ def test_packaged_model_answers_an_english_question_in_english(engine, seed_copy
 @pytest.mark.slow
 def test_translate_query_writes_chinese_terms_once_and_caches_them(tmp_path, monkeypatch):
     _require_model()
-    from policyrag import translate
-    from policyrag.generate import ENV_GGUF_PATH, find_packaged_gguf
+    from policyrag.answer.generate import ENV_GGUF_PATH, find_packaged_gguf
+    from policyrag.search import translate
 
     monkeypatch.setenv(ENV_GGUF_PATH, str(find_packaged_gguf()))
     monkeypatch.setenv("POLICYRAG_CACHE_DIR", str(tmp_path))

@@ -10,20 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from policyrag import abstractive
-from policyrag.abstractive import Rewriter, question_language
-from policyrag.answer import (
+from policyrag.answer import abstractive
+from policyrag.answer.abstractive import Rewriter, question_language
+from policyrag.answer.extractive import (
     Answerer,
     check_citations,
     mmr,
     question_kind,
     segment,
 )
-from policyrag.documents import Document, load_documents
-from policyrag.framing import ANNOUNCE, REVIEW, STUDY, framing
-from policyrag.generate import GenerationUnavailable, load_generator
-from policyrag.retrieval import CrossEncoderReranker, Filters, QueryError
+from policyrag.answer.framing import ANNOUNCE, REVIEW, STUDY, framing
+from policyrag.answer.generate import GenerationUnavailable, load_generator
+from policyrag.ingest.documents import Document, load_documents
 from policyrag.script import detect_script
+from policyrag.search.retrieval import CrossEncoderReranker, Filters, QueryError
 from tests.conftest import SEED_LOCALITIES, TRADITIONAL_SEED
 
 PRIORITIES = "各地区分别把哪些工作作为重点？"
@@ -180,7 +180,7 @@ def test_english_question_about_one_place_answers_from_that_place(cli, seed_docs
 
 @pytest.mark.parametrize("backend", [None, "llama-cpp"])
 def test_english_question_in_text_output_is_labelled_in_english(cli, monkeypatch, backend):
-    from policyrag import generate
+    from policyrag.answer import generate
 
     monkeypatch.setattr(generate, "available_backend", lambda: backend)
     rc, out, _ = cli("ask", LUQIAO_EN)

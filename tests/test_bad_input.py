@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from policyrag import index as idx
-from policyrag import store
-from policyrag.cleaning import clean
 from policyrag.cli import main
 from policyrag.engine import Engine
-from policyrag.readers import ReadError, read_file
-from policyrag.retrieval import QueryError
+from policyrag.index import lifecycle as idx
+from policyrag.index import store
+from policyrag.ingest.cleaning import clean
+from policyrag.ingest.readers import ReadError, read_file
+from policyrag.search.retrieval import QueryError
 from tests.conftest import report
 
 SEED_IDS = ["000_e9f0a6d5a56f891f", "001_758a5b4942a02065", "002_e8d0747b3dfad330",
@@ -189,9 +189,9 @@ def test_duplicates_are_indexed_once_and_reported(tmp_path, seeds_dir, capsys):
 MEASURE = r"""
 import sys, time
 from pathlib import Path
-from policyrag.chunking import chunk_text
-from policyrag.cleaning import clean
-from policyrag.readers import read_file
+from policyrag.ingest.chunking import chunk_text
+from policyrag.ingest.cleaning import clean
+from policyrag.ingest.readers import read_file
 
 
 def peak_kb():

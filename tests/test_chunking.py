@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from policyrag.chunking import chunk_text, sentence_spans
-from policyrag.documents import load_documents
+from policyrag.ingest.chunking import chunk_text, sentence_spans
+from policyrag.ingest.documents import load_documents
 from tests.conftest import SEEDS
 
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from policyrag import cleaning
-from policyrag.cleaning import clean
+from policyrag.ingest import cleaning
+from policyrag.ingest.cleaning import clean
 from tests.conftest import SEEDS, TRADITIONAL_SEED
 
 

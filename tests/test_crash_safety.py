@@ -2,7 +2,7 @@
 readers looping while a writer commits.
 
 Writers run as `python -m policyrag ...` subprocesses. To kill one at a known point, the
-test hook POLICYRAG_TEST_PAUSE_AT=POINT (see policyrag.store) makes it print a line and sleep
+test hook POLICYRAG_TEST_PAUSE_AT=POINT (see policyrag.index.store) makes it print a line and sleep
 there; one test also kills at random moments instead.
 """
 
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from policyrag import index as idx
-from policyrag import store
 from policyrag.cli import main
 from policyrag.engine import Engine
-from policyrag.retrieval import Searcher
+from policyrag.index import lifecycle as idx
+from policyrag.index import store
+from policyrag.search.retrieval import Searcher
 from tests.conftest import report
 
 pytestmark = pytest.mark.slow
@@ -273,10 +273,10 @@ def test_readers_are_not_blocked_by_a_writer(index_copy, embedder):
 WRITER = """
 import sys
 from pathlib import Path
-from policyrag import index as idx
+from policyrag.index import lifecycle as idx
 from policyrag.config import Settings
-from policyrag.documents import load_documents
-from policyrag.embedding import load_embedder
+from policyrag.ingest.documents import load_documents
+from policyrag.index.embedding import load_embedder
 
 
 root, emb = Path(sys.argv[1]), load_embedder()

@@ -170,7 +170,7 @@ def dev_questions():
 
 @pytest.fixture(scope="module")
 def seed_docs(seed_copy):
-    from policyrag.documents import load_documents
+    from policyrag.ingest.documents import load_documents
 
     docs, errors = load_documents([seed_copy])
     assert not errors
@@ -330,7 +330,7 @@ PHRASING_COVERAGE_FLOOR = 0.6
 
 
 def test_eval_runs_ask_by_locality_for_keypoint_coverage(index_dir, capsys):
-    pytest.importorskip("policyrag.answer")
+    pytest.importorskip("policyrag.answer.extractive")
     assert main(["eval", "--keypoints", str(KEYPOINTS), "--index", str(index_dir),
                  "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from policyrag import index as idx
 from policyrag.cli import index_cmd, main, search_cmd
-from policyrag.documents import load_documents, read_document
 from policyrag.engine import Engine
-from policyrag.readers import ReadError, read_file, read_source
+from policyrag.index import lifecycle as idx
+from policyrag.ingest.documents import load_documents, read_document
+from policyrag.ingest.readers import ReadError, read_file, read_source
 from tests.conftest import ROOT, report
 
 # ---- makers ----------------------------------------------------------------------------------

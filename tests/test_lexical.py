@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from policyrag import lexical
-from policyrag.lexical import BM25, slogans, tokenize
+from policyrag.index import lexical
+from policyrag.index.lexical import BM25, slogans, tokenize
 
 
 def test_quoted_slogans_become_whole_tokens():

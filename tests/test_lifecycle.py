@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from policyrag import index as idx
-from policyrag import store
-from policyrag.chunking import chunk_text
 from policyrag.cli import main
 from policyrag.config import Settings
-from policyrag.documents import load_documents
 from policyrag.engine import Engine
+from policyrag.index import lifecycle as idx
+from policyrag.index import store
+from policyrag.ingest.chunking import chunk_text
+from policyrag.ingest.documents import load_documents
 from tests import conftest
 
 SEED_IDS = ["000_e9f0a6d5a56f891f", "001_758a5b4942a02065", "002_e8d0747b3dfad330",

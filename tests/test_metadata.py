@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from policyrag import metadata_check
-from policyrag.cleaning import clean
-from policyrag.documents import load_documents
-from policyrag.gazetteer import ancestors, find_places, lookup, same_place
-from policyrag.metadata import extract
+from policyrag.ingest import metadata_check
+from policyrag.ingest.cleaning import clean
+from policyrag.ingest.documents import load_documents
+from policyrag.ingest.gazetteer import ancestors, find_places, lookup, same_place
+from policyrag.ingest.metadata import extract
 from tests.conftest import SEED_LOCALITIES, SEEDS
 
 
@@ -99,7 +99,7 @@ def test_common_words_that_are_county_names_are_not_localities():
     names = {m.place.name for m in find_places("建设共同富裕示范区,奋力前进,振兴乡村")}
     assert "富裕县" in names  # the raw gazetteer matches the word...
     docs_text = "区委全会召开。全区上下要建设共同富裕示范区,奋力前进,为莲都贡献力量。丽水市莲都区委"
-    from policyrag.metadata import extract_locality
+    from policyrag.ingest.metadata import extract_locality
 
     assert extract_locality(docs_text, "").name == "莲都区"  # ...the report's own place wins
 
@@ -280,7 +280,7 @@ def test_a_text_nobody_can_place_has_no_locality():
 def test_a_central_meeting_in_the_headline_is_national_and_idioms_are_no_places():
     from pathlib import Path
 
-    from policyrag.documents import make_document
+    from policyrag.ingest.documents import make_document
 
     central = make_document(Path("x.txt"), (
         "央视网消息（新闻联播）：中共中央总书记、国家主席习近平3月24日上午主持召开中央全面深化改革领导小组"

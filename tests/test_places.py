@@ -8,8 +8,8 @@ import json
 import pytest
 
 from policyrag.cli import main
-from policyrag.filtering import Filters
-from policyrag.retrieval import QueryError
+from policyrag.search.filtering import Filters
+from policyrag.search.retrieval import QueryError
 from tests.conftest import SEED_LOCALITIES
 
 LIANDU, LISHUI, LUQIAO, ZONE, WENZHOU = SEED_LOCALITIES
@@ -131,7 +131,7 @@ def test_collections_build_and_comparisons_leave_out_regulations(tmp_path, seed_
                                                                  capsys):
     """A JSON Lines collection is one input; its regulation is searchable but is no
     locality's priorities in the by-locality comparison."""
-    from policyrag.answer import Answerer
+    from policyrag.answer.extractive import Answerer
     from policyrag.engine import Engine
 
     coll = tmp_path / "more.jsonl.gz"
@@ -157,7 +157,7 @@ def test_collections_build_and_comparisons_leave_out_regulations(tmp_path, seed_
 
 
 def test_by_locality_lists_only_localities_whose_reports_answer(engine):
-    from policyrag.answer import Answerer
+    from policyrag.answer.extractive import Answerer
 
     # Only Wenzhou's report speaks of its four ports and its southern gateway.
     groups = engine.searcher().search_by_locality("四港联动 南大门", 3)
@@ -204,7 +204,7 @@ def test_an_added_county_report_is_compared_and_found_by_its_locality(fresh_inde
                                                                        tmp_path):
     """A county the seeds do not cover: placed by its issuing body (中共青田县委), listed in the
     by-locality comparison, and found with --locality Qingtian and under 丽水."""
-    from policyrag.answer import Answerer
+    from policyrag.answer.extractive import Answerer
     from policyrag.engine import Engine
 
     (tmp_path / "new").mkdir()

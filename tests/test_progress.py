@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 
-from policyrag import index as idx
 from policyrag.cli import main
 from policyrag.config import Settings
+from policyrag.index import lifecycle as idx
 from tests.conftest import report
 
 

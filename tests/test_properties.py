@@ -9,9 +9,9 @@ import unicodedata
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from policyrag import cleaning
-from policyrag.chunking import chunk_text
-from policyrag.cleaning import clean
+from policyrag.ingest import cleaning
+from policyrag.ingest.chunking import chunk_text
+from policyrag.ingest.cleaning import clean
 
 # Report-like characters, with the punctuation and spaces that chunking and cleaning act on,
 # full-width forms and noise; mixed with arbitrary Unicode.

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from policyrag import index as idx
-from policyrag import store
 from policyrag.cli import main
+from policyrag.index import lifecycle as idx
+from policyrag.index import store
 from tests.conftest import report
 
 SEED_IDS = ["000_e9f0a6d5a56f891f", "001_758a5b4942a02065", "002_e8d0747b3dfad330",
@@ -159,7 +159,7 @@ def test_flipped_bytes_in_the_vectors_are_refused_on_open(index_copy, keep_mtime
 
 
 def test_a_warm_open_does_not_read_the_files_again(index_copy, monkeypatch):
-    from policyrag import checksum
+    from policyrag.index import checksum
 
     idx.open_index(index_copy)
     hashed: list[Path] = []

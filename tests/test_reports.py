@@ -8,9 +8,8 @@ import re
 
 import pytest
 
-from policyrag.answer import Answerer
-from policyrag.cli import main
-from policyrag.reports import (
+from policyrag.answer.extractive import Answerer
+from policyrag.answer.reports import (
     CSV_COLUMNS,
     QuestionsError,
     markdown,
@@ -18,6 +17,7 @@ from policyrag.reports import (
     read_questions,
     run_batch,
 )
+from policyrag.cli import main
 from tests.conftest import SEED_LOCALITIES
 
 QUESTIONS = ["各地区分别把哪些工作作为重点？", "What did each locality prioritize?",
@@ -87,7 +87,7 @@ def test_summarize_writes_complete_files_and_survives_a_failing_question(cli, tm
     assert [d["question"] for d in data] == [QUESTIONS[0], bad, QUESTIONS[1], QUESTIONS[2]]
     assert data[1]["localities"] == [] and "empty" in data[1]["error"]
     texts = {p.stem: p.read_text("utf-8") for p in seed_copy.glob("*.txt")}
-    from policyrag.documents import load_documents
+    from policyrag.ingest.documents import load_documents
 
     docs = {d.doc_id: d for d in load_documents([seed_copy])[0]}
     assert texts  # the seeds are there to check against

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from policyrag.cli import main
-from policyrag.retrieval import Filters, QueryError
+from policyrag.search.retrieval import Filters, QueryError
 from tests.conftest import SEED_LOCALITIES, TRADITIONAL_SEED
 
 HIT_FIELDS = {"doc_id", "source", "locality", "date", "title", "chunk_id", "text", "score",

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from policyrag import index as idx
-from policyrag import store
 from policyrag.cli import main
 from policyrag.config import Settings
-from policyrag.documents import load_documents
 from policyrag.engine import Engine
-from policyrag.retrieval import Searcher
+from policyrag.index import lifecycle as idx
+from policyrag.index import store
+from policyrag.ingest.documents import load_documents
+from policyrag.search.retrieval import Searcher
 from tests.conftest import report
 from tests.test_crash_safety import Writer, leftovers
 
@@ -334,7 +334,7 @@ def make_version_1(root: Path) -> None:
     for row in docs:
         del row["chunks"]
     (gen / "documents.jsonl").write_bytes(store.dump_jsonl(docs))
-    from policyrag.checksum import file_checksum
+    from policyrag.index.checksum import file_checksum
 
     data["checksums"] = {**seg["checksums"],
                          "documents.jsonl": file_checksum(gen / "documents.jsonl")}

@@ -292,7 +292,8 @@ def test_api_search_and_ask(client, ui_engine):
 
 
 def test_abstractive_off_without_a_model(monkeypatch, client):
-    from policyrag import app, generate
+    from policyrag import app
+    from policyrag.answer import generate
     from policyrag.engine import Engine
 
     reason = "no generative model available: test says so"
@@ -321,8 +322,8 @@ class ScriptedGenerator:
 
 
 def test_abstractive_answer_in_the_page(monkeypatch, ui_engine, new_page):
-    from policyrag import generate
-    from policyrag.abstractive import Rewriter
+    from policyrag.answer import generate
+    from policyrag.answer.abstractive import Rewriter
 
     monkeypatch.setattr(generate, "unavailable_reason", lambda: None)
     with ui.running_app(ui_engine, rewriter=Rewriter(ScriptedGenerator())) as url:

@@ -18,7 +18,7 @@ pytest.importorskip("gradio")
 from policyrag import app, uploads  # noqa: E402
 from policyrag.config import Settings  # noqa: E402
 from policyrag.engine import Engine  # noqa: E402
-from policyrag.store import IndexLocked, writer_lock  # noqa: E402
+from policyrag.index.store import IndexLocked, writer_lock  # noqa: E402
 
 SUFFIXES = app.UPLOAD_SUFFIXES
 

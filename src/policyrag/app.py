@@ -29,16 +29,16 @@ from typing import Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
-from . import generate  # noqa: E402
-from . import index as idx  # noqa: E402
-from .display import quoted_in_chinese, relative, scrub  # noqa: E402
-from .embedding import EmbedderError  # noqa: E402
-from .engine import Engine  # noqa: E402
-from .index import IndexError_  # noqa: E402
-from .readers import READERS, ReadError  # noqa: E402
-from .retrieval import Filters, Hit, QueryError  # noqa: E402
-from .store import IndexLocked  # noqa: E402
-from .uploads import Upload, add_uploads, forget  # noqa: E402
+from policyrag.answer import generate  # noqa: E402
+from policyrag.display import quoted_in_chinese, relative, scrub  # noqa: E402
+from policyrag.engine import Engine  # noqa: E402
+from policyrag.index import lifecycle as idx  # noqa: E402
+from policyrag.index.embedding import EmbedderError  # noqa: E402
+from policyrag.index.lifecycle import IndexError_  # noqa: E402
+from policyrag.index.store import IndexLocked  # noqa: E402
+from policyrag.ingest.readers import READERS, ReadError  # noqa: E402
+from policyrag.search.retrieval import Filters, Hit, QueryError  # noqa: E402
+from policyrag.uploads import Upload, add_uploads, forget  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -205,13 +205,13 @@ def abstractive_reason() -> str | None:
 
 
 def _make_answerer(engine: Engine) -> Any:
-    from .answer import Answerer
+    from policyrag.answer.extractive import Answerer
 
     return Answerer(engine)
 
 
 def _make_rewriter() -> Any:
-    from .abstractive import Rewriter
+    from policyrag.answer.abstractive import Rewriter
 
     return Rewriter()  # the generator loads on first use, not at start-up
 
@@ -221,7 +221,7 @@ _generation_lock = threading.Lock()  # one generation at a time: llama.cpp is no
 
 def run_answer(answerer: Any, rewriter: Any, question: str, *, mode: str, by_locality: bool,
                k: int, filters: Filters) -> dict:
-    """The one place that calls `policyrag.answer` / `policyrag.abstractive`: an answer dict
+    """The one place that calls `policyrag.answer.extractive` / `policyrag.answer.abstractive`: an answer dict
     `{"question","mode","localities":[{"locality","doc_ids","points":[{"text","citations":
     [{"doc_id","chunk_id","start","end","quote"}]}]}], "notice"?}`.
 
@@ -380,8 +380,8 @@ class AnswerFiles:
         self._lock = threading.Lock()
 
     def write(self, ans: dict) -> tuple[str, str]:
-        from .answer import Answer
-        from .reports import Outcome, write_csv, write_markdown
+        from policyrag.answer.extractive import Answer
+        from policyrag.answer.reports import Outcome, write_csv, write_markdown
 
         outcomes = [Outcome(ans.get("question") or "", Answer.from_dict(ans))]
         titles = {d.doc_id: d.display_title for d in self.engine.index.documents.values()}

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from .script import is_english
+from policyrag.script import is_english
 
 # An absolute POSIX path inside a message (not a URL's //host): up to a quote, a space or the
 # end; the ASCII punctuation that ends a sentence around it is not part of it.

@@ -9,13 +9,13 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from . import index as idx
-from .config import Settings
-from .display import quoted
-from .documents import Document, RenamedReport, load_documents
-from .embedding import Embedder, load_embedder
-from .readers import DuplicateReport, KeptStoredText, Notice, ReadError
-from .retrieval import Filters, Hit, Searcher
+from policyrag.config import Settings
+from policyrag.display import quoted
+from policyrag.index import lifecycle as idx
+from policyrag.index.embedding import Embedder, load_embedder
+from policyrag.ingest.documents import Document, RenamedReport, load_documents
+from policyrag.ingest.readers import DuplicateReport, KeptStoredText, Notice, ReadError
+from policyrag.search.retrieval import Filters, Hit, Searcher
 
 
 class Engine:

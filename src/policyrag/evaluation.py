@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from .cleaning import strip_pinyin
-from .script import to_simplified
+from policyrag.ingest.cleaning import strip_pinyin
+from policyrag.script import to_simplified
 
 CUTOFFS = (1, 3, 5, 10)
 DEPTH = 10  # MRR and nDCG are taken at 10; recall@10 needs 10 hits too
@@ -370,7 +370,7 @@ def _alternatives(item: str | list[str]) -> list[str]:
 
 
 def _answer_block(answer: dict, locality: str) -> dict | None:
-    from .gazetteer import same_place
+    from policyrag.ingest.gazetteer import same_place
 
     blocks = answer.get("localities") or []
     exact = [b for b in blocks if normalise(b.get("locality") or "") == normalise(locality)]

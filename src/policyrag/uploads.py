@@ -23,9 +23,9 @@ from pathlib import Path
 
 import xxhash
 
-from .engine import Engine
-from .index import Change
-from .readers import Notice
+from policyrag.engine import Engine
+from policyrag.index.lifecycle import Change
+from policyrag.ingest.readers import Notice
 
 UPLOADS_DIR = "uploads"
 INCOMING = ".incoming"

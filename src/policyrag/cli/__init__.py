@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from importlib import import_module
 
-from ..config import Settings
+from policyrag.config import Settings
 
 # Each module has register(subparsers) and sets `func` on its parsers.
 COMMAND_MODULES = ["index_cmd", "search_cmd", "eval_cmd", "serve_cmd", "ask_cmd", "model_cmd"]
@@ -47,11 +47,11 @@ def emit_json(obj: object) -> None:
 
 
 def run(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
-    from ..embedding import EmbedderError
-    from ..index import IndexError_
-    from ..readers import ReadError
-    from ..retrieval import QueryError
-    from ..store import IndexLocked
+    from policyrag.index.embedding import EmbedderError
+    from policyrag.index.lifecycle import IndexError_
+    from policyrag.index.store import IndexLocked
+    from policyrag.ingest.readers import ReadError
+    from policyrag.search.retrieval import QueryError
 
     known = (UserError, IndexError_, QueryError, ReadError, EmbedderError, IndexLocked,
              FileNotFoundError)

@@ -9,11 +9,19 @@ import sys
 import textwrap
 from pathlib import Path
 
-from ..answer import ABSTRACTIVE, EXTRACTIVE, MODES, Answer, Answerer, Citation, Point
-from ..display import quoted_in_chinese
-from ..engine import Engine
-from . import UserError, emit_json
-from .search_cmd import add_filter_args, filters_from
+from policyrag.answer.extractive import (
+    ABSTRACTIVE,
+    EXTRACTIVE,
+    MODES,
+    Answer,
+    Answerer,
+    Citation,
+    Point,
+)
+from policyrag.cli import UserError, emit_json
+from policyrag.cli.search_cmd import add_filter_args, filters_from
+from policyrag.display import quoted_in_chinese
+from policyrag.engine import Engine
 
 BACKENDS = ("auto", "llama-cpp", "openai", "none")
 SHOWN_CHARS = 220  # a point longer than this is cut in the human output (never in JSON)
@@ -91,7 +99,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 
 def _answerer(args: argparse.Namespace) -> tuple[Engine, Answerer]:
-    from ..retrieval import CrossEncoderReranker
+    from policyrag.search.retrieval import CrossEncoderReranker
 
     engine = Engine(args.index, args.model)
     reranker = CrossEncoderReranker(args.reranker) if args.reranker else None
@@ -100,7 +108,7 @@ def _answerer(args: argparse.Namespace) -> tuple[Engine, Answerer]:
 
 
 def _rewriter(args: argparse.Namespace):
-    from ..abstractive import Rewriter
+    from policyrag.answer.abstractive import Rewriter
 
     if args.max_tokens < 1:
         raise UserError("--max-tokens must be at least 1")
@@ -158,7 +166,13 @@ class _StreamPrinter:
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
-    from ..reports import QuestionsError, parse_formats, read_questions, run_batch, write_all
+    from policyrag.answer.reports import (
+        QuestionsError,
+        parse_formats,
+        read_questions,
+        run_batch,
+        write_all,
+    )
 
     try:
         formats = parse_formats(args.format)
@@ -253,7 +267,7 @@ def print_answer(answer: Answer, engine: Engine | None = None) -> None:
 
 
 def _abstractive_switch() -> str | None:
-    from ..generate import available_backend
+    from policyrag.answer.generate import available_backend
 
     return "--mode abstractive" if available_backend() else None
 

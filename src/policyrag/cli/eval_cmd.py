@@ -6,8 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from ..engine import Engine
-from ..evaluation import (
+from policyrag.cli import UserError, emit_json
+from policyrag.engine import Engine
+from policyrag.evaluation import (
     QuestionFileError,
     evaluate_engine,
     format_coverage,
@@ -19,8 +20,7 @@ from ..evaluation import (
     load_keypoints,
     load_questions,
 )
-from ..retrieval import MODES
-from . import UserError, emit_json
+from policyrag.search.retrieval import MODES
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -121,7 +121,7 @@ def _answers(engine: Engine, keypoints: dict, saved: Path | None) -> list[dict]:
         if not isinstance(answer, dict) or not isinstance(answer.get("localities"), list):
             raise UserError(f"{saved} is not `policyrag ask --json` output (no localities list)")
         return [answer]
-    from ..answer import Answerer
+    from policyrag.answer.extractive import Answerer
 
     answerer = Answerer(engine)
     return [answerer.ask(q, by_locality=True).to_dict() for q in keypoint_questions(keypoints)]

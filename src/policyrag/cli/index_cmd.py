@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..display import quoted
-from ..engine import Engine
-from . import UserError, emit_json
+from policyrag.cli import UserError, emit_json
+from policyrag.display import quoted
+from policyrag.engine import Engine
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -86,7 +86,7 @@ def _engine(args: argparse.Namespace) -> Engine:
 
 def _report_errors(errors) -> int:
     """Print skipped files and notices; the exit status: 1 if any file was skipped, else 0."""
-    from ..readers import DuplicateReport, KeptStoredText, Notice
+    from policyrag.ingest.readers import DuplicateReport, KeptStoredText, Notice
 
     failed = 0
     for err in errors:
@@ -156,7 +156,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    from ..readers import KeptStoredText
+    from policyrag.ingest.readers import KeptStoredText
 
     engine = _engine(args)
     gen, notices = engine.rebuild(args.wait, args.from_generation)
@@ -193,8 +193,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from ..embedding import load_embedder
-    from ..index import verify
+    from policyrag.index.embedding import load_embedder
+    from policyrag.index.lifecycle import verify
 
     problems = verify(Path(args.index), load_embedder(args.model) if args.model else None)
     if problems:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .. import packaged_model
-from . import UserError, emit_json
+from policyrag.answer import packaged_model
+from policyrag.cli import UserError, emit_json
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:

@@ -8,10 +8,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-from ..doctype import DOC_TYPES
-from ..engine import Engine
-from ..retrieval import MODES, Filters, Hit, QueryError
-from . import UserError, emit_json
+from policyrag.cli import UserError, emit_json
+from policyrag.engine import Engine
+from policyrag.ingest.doctype import DOC_TYPES
+from policyrag.search.retrieval import MODES, Filters, Hit, QueryError
 
 
 def add_filter_args(p: argparse.ArgumentParser) -> None:

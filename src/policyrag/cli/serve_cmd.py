@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from ..display import quoted
-from ..engine import Engine
-from . import UserError
+from policyrag.cli import UserError
+from policyrag.display import quoted
+from policyrag.engine import Engine
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -55,7 +55,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     engine.progress = False  # uploads in the UI show their own progress bar
     print(f"policyrag: loading {args.index} and the web UI ...", file=sys.stderr, flush=True)
     engine.info()  # open the index and load the model now, not on the first question
-    from ..app import serve
+    from policyrag.app import serve
 
     try:
         serve(engine, args.host, args.port)

@@ -10,13 +10,13 @@ from typing import Protocol
 import faiss
 import numpy as np
 
-from .config import Settings
-from .embedding import Embedder
-from .filtering import REPORT_TYPES, FilterError, Filters, PlacePlan
-from .gazetteer import romanisations, short_name
-from .index import Index
-from .lexical import glossary_terms, tokenize
-from .script import is_english, to_simplified
+from policyrag.config import Settings
+from policyrag.index.embedding import Embedder
+from policyrag.index.lexical import glossary_terms, tokenize
+from policyrag.index.lifecycle import Index
+from policyrag.ingest.gazetteer import romanisations, short_name
+from policyrag.script import is_english, to_simplified
+from policyrag.search.filtering import REPORT_TYPES, FilterError, Filters, PlacePlan
 
 MAX_QUERY_CHARS = 2000
 MODES = ("dense", "lexical", "hybrid")
@@ -184,7 +184,7 @@ class Searcher:
         is available (cached on disk per question); None for Chinese questions."""
         if not self.settings.translate_queries or not is_english(query):
             return None
-        from .translate import translate_query
+        from policyrag.search.translate import translate_query
 
         return translate_query(query, self.index.localities())
 

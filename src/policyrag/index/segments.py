@@ -23,10 +23,10 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from . import store
-from .checksum import file_checksum
-from .chunking import Chunk
-from .documents import Document
+from policyrag.index import store
+from policyrag.index.checksum import file_checksum
+from policyrag.ingest.chunking import Chunk
+from policyrag.ingest.documents import Document
 
 FILES = ("vectors.faiss", "chunks.jsonl", "documents.jsonl")
 MIXED = "mixed"  # the lexicon digest of a segment merged from segments with different ones

@@ -135,7 +135,7 @@ def same_place(query: str, locality: str | None) -> bool:
     """Whether a user's locality filter (莲都, 蓮都區, Liandu, 丽水经开区) names this locality."""
     if not locality:
         return False
-    from .script import to_simplified
+    from policyrag.script import to_simplified
 
     q = to_simplified(query.strip()).lower().replace(" ", "")
     loc = to_simplified(locality)

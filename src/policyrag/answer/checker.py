@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from functools import lru_cache
 
-from .lexical import GLOSSARY
-from .script import to_simplified
+from policyrag.index.lexical import GLOSSARY
+from policyrag.script import to_simplified
 
 MARKER = re.compile(r"\[(\d{1,2})\]")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -126,7 +126,7 @@ def _check_chinese(body: str, cited: str, context: Context) -> str | None:
 
 def _from_instructions(body: str, cited: str, given: str, instructions: str) -> str | None:
     """A word of the instructions' example (乡村道路) that the points lack: it leaked."""
-    from .lexical import tokenize
+    from policyrag.index.lexical import tokenize
 
     example = instructions[instructions.find("示例"):] if "示例" in instructions else ""
     for t in tokenize(body):
@@ -139,7 +139,7 @@ def _token_support(body: str, cited: str, given: str) -> tuple[float, int]:
     """(support, tokens found in the points): a word of the sentence counts 1 when the cited
     points (or the question) contain it, else half the share of its characters they contain, so
     a paraphrase (以民为本 for 兴盛于民) earns a little and an invented term (减免税收) nothing."""
-    from .lexical import tokenize
+    from policyrag.index.lexical import tokenize
 
     tokens = [t for t in tokenize(body) if _CJK.search(t) and len(t) >= 2
               and t not in _CONNECTIVES]
@@ -217,7 +217,7 @@ def _unsupported_numbers(body: str, cited: str) -> str | None:
 
 
 def _unsupported_places(body: str, cited: str, given: str, locality: str | None) -> str | None:
-    from .gazetteer import romanisations, same_place, short_name
+    from policyrag.ingest.gazetteer import romanisations, same_place, short_name
 
     spelled = re.sub(r"[^a-z]", "", given.lower())  # an English question names Luqiao
     for name in [*_place_names(given), *([locality] if locality else [])]:
@@ -245,7 +245,7 @@ def _place_names(body: str) -> list[str]:
     """Places the sentence names: what jieba tags as a place, and full names of divisions from
     the gazetteer (丽水市). A bare short name that is also a common word (合作, 和平) is left to
     jieba, which reads it as the word."""
-    from .gazetteer import find_places
+    from policyrag.ingest.gazetteer import find_places
 
     full = [body[m.start:m.end] for m in find_places(body)
             if m.end - m.start >= 3 and body[m.end - 1] in "市区县省"]
@@ -295,7 +295,7 @@ def source_places(text: str) -> list[str]:
 
 def place_spellings(place: str) -> list[str]:
     """Pinyin spellings of a place, full and short (luqiaoqu, luqiao), longest first."""
-    from .gazetteer import romanisations, short_name
+    from policyrag.ingest.gazetteer import romanisations, short_name
 
     return sorted({r for name in (place, short_name(place)) for r in romanisations(name)
                    if len(r) >= 4}, key=len, reverse=True)

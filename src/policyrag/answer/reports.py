@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .answer import ABSTRACTIVE, Answer, Answerer
-from .retrieval import Filters
+from policyrag.answer.extractive import ABSTRACTIVE, Answer, Answerer
+from policyrag.search.retrieval import Filters
 
 FORMATS = ("md", "json", "csv")
 FILENAMES = {"md": "report.md", "json": "answers.json", "csv": "answers.csv"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 
-from .config import progress_seconds
+from policyrag.config import progress_seconds
 
 LINE_FORMAT = "{desc}: {n_fmt}/{total_fmt} {unit}s ({percentage:.0f}%), {rate_fmt}, {remaining} left"
 

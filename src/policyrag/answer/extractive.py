@@ -22,13 +22,13 @@ from itertools import takewhile
 
 import numpy as np
 
-from .chunking import sentence_spans
-from .documents import Document
-from .engine import Engine
-from .framing import ANNOUNCE, framing
-from .lexical import GLOSSARY, tokenize
-from .retrieval import Filters, Hit, QueryError, Reranker, Searcher, prepare_query
-from .script import to_simplified
+from policyrag.answer.framing import ANNOUNCE, framing
+from policyrag.engine import Engine
+from policyrag.index.lexical import GLOSSARY, tokenize
+from policyrag.ingest.chunking import sentence_spans
+from policyrag.ingest.documents import Document
+from policyrag.script import to_simplified
+from policyrag.search.retrieval import Filters, Hit, QueryError, Reranker, Searcher, prepare_query
 
 EXTRACTIVE, ABSTRACTIVE = "extractive", "abstractive"
 MODES = (EXTRACTIVE, ABSTRACTIVE)
@@ -337,7 +337,7 @@ _GENERIC_WORDS = frozenset(_GENERIC.split())
 
 def question_kind(question: str, places: Iterable[str] = ()) -> str:
     """'priorities' (a bare "what were the priorities"), 'topic-priorities' or 'topic'."""
-    from .gazetteer import find_places, same_place
+    from policyrag.ingest.gazetteer import find_places, same_place
 
     simplified = to_simplified(question)
     if not _PRIORITY_Q.search(simplified):
@@ -463,7 +463,7 @@ def question_concepts(question: str, lexicon: tuple[str, ...] = (),
     glossary (“private” is 民间 or 民营). Place names are left out (the answer is already
     narrowed to the place) and so are the words of "which priorities" phrasing.
     """
-    from .gazetteer import same_place
+    from policyrag.ingest.gazetteer import same_place
 
     places = list(places)
     tokens = [t for t in tokenize(question, lexicon) if not t.isascii()

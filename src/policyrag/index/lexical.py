@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .script import to_simplified
+from policyrag.script import to_simplified
 
 _QUOTED = re.compile(r"[“\"「『]([\u4e00-\u9fff\d]{2,8})[”\"」』]")
 _TOKEN_OK = re.compile(r"[\u4e00-\u9fff\w]")
@@ -74,8 +74,8 @@ def _base_freq() -> tuple[dict[str, int], int]:
     """
     import jieba
 
-    from .config import cache_dir
-    from .gazetteer import places
+    from policyrag.config import cache_dir
+    from policyrag.ingest.gazetteer import places
 
     names = sorted({n for p in places() for n in (p.short, p.name)})
     key = hashlib.sha1("\n".join([jieba.__version__, *names]).encode()).hexdigest()[:16]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import xxhash
 
-from .config import cache_dir
+from policyrag.config import cache_dir
 
 ALGORITHM = "xxh3_128"
 BLOCK = 1 << 22

@@ -25,18 +25,19 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from . import __version__, store
-from .checksum import first_mismatch
-from .chunking import Chunk, chunk_text
-from .config import Settings
-from .documents import Document, distinct_id
-from .embedding import Embedder, load_embedder
-from .filtering import IndexView
-from .lexical import BM25, slogans, tokenize
-from .script import to_simplified
-from .segments import FILES as SEGMENT_FILES
-from .segments import MIXED, Segment, lexicon_digest, matrix, merged_flat, to_merge
-from .segments import write as write_segment
+from policyrag import __version__
+from policyrag.config import Settings
+from policyrag.index import store
+from policyrag.index.checksum import first_mismatch
+from policyrag.index.embedding import Embedder, load_embedder
+from policyrag.index.lexical import BM25, slogans, tokenize
+from policyrag.index.segments import FILES as SEGMENT_FILES
+from policyrag.index.segments import MIXED, Segment, lexicon_digest, matrix, merged_flat, to_merge
+from policyrag.index.segments import write as write_segment
+from policyrag.ingest.chunking import Chunk, chunk_text
+from policyrag.ingest.documents import Document, distinct_id
+from policyrag.script import to_simplified
+from policyrag.search.filtering import IndexView
 
 # 1: one generation folder held the whole index; 2: a manifest names segments (still read: a
 # version-1 generation is one segment with no tombstones).
@@ -990,7 +991,7 @@ def _recover(parts: list[tuple[Path, set[str], str]], good: list[Document],
              manifest: Manifest | None) -> tuple[list[Document], list[str] | None]:
     """Reports lost from a broken document store, found again among the manifest's recorded
     sources; and the doc_ids still lost (None when even that cannot be told)."""
-    from .documents import load_documents
+    from policyrag.ingest.documents import load_documents
 
     chunk_rows = []
     for folder, removed, _ in parts:
@@ -1042,9 +1043,9 @@ def rebuild(root: Path, embedder: Embedder, settings: Settings, progress: bool =
     recorded source files), or refused when that would lose reports; after damage no
     generation is removed. With `from_generation`, starts from that older generation.
     """
-    from .documents import read_document
-    from .metadata import read_sidecar
-    from .readers import ReadError
+    from policyrag.ingest.documents import read_document
+    from policyrag.ingest.metadata import read_sidecar
+    from policyrag.ingest.readers import ReadError
 
     if store.read_current(root) is None and not store.generations(root):
         raise _missing(root)
@@ -1080,6 +1081,6 @@ def rebuild(root: Path, embedder: Embedder, settings: Settings, progress: bool =
 def verify(root: Path, embedder: Embedder | None = None) -> list[str]:
     """Every disagreement between manifest, segments and tombstones; empty when all is well
     (see verification.py). With `embedder`, also checks the index was built with that model."""
-    from .verification import verify_index
+    from policyrag.index.verification import verify_index
 
     return verify_index(Path(root), embedder)

@@ -18,7 +18,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from .config import DEFAULT_MODEL
+from policyrag.config import DEFAULT_MODEL
 
 Kind = Literal["query", "passage"]
 
@@ -52,7 +52,7 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
 
 
 def _batches(texts: list[str], size: int, progress: bool, what: str):
-    from .progress import bar
+    from policyrag.index.progress import bar
 
     shown = bar(len(texts), what) if progress else None
     for i in range(0, len(texts), size):

@@ -17,9 +17,9 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from . import generate
-from .config import cache_dir
-from .script import is_english
+from policyrag.answer import generate
+from policyrag.config import cache_dir
+from policyrag.script import is_english
 
 CACHE_FILE = "query-translations.json"
 MAX_TOKENS = 40
@@ -67,7 +67,7 @@ def with_place_characters(question: str, places: Iterable[str]) -> str:
     """Romanised names of `places` in an English question written in characters, in full
     (Luqiao → 路桥区), so a model answering in Chinese neither guesses them (it wrote 鲁市) nor
     reads 路桥 as "road bridge"."""
-    from .gazetteer import romanisations, short_name
+    from policyrag.ingest.gazetteer import romanisations, short_name
 
     for place in places:
         for spelling in sorted(romanisations(short_name(place)), key=len, reverse=True):
@@ -79,7 +79,7 @@ def with_place_characters(question: str, places: Iterable[str]) -> str:
 def _without_places(question: str, places: Iterable[str]) -> tuple[str, list[str]]:
     """The question with the names of `places` (romanised or in characters) replaced by a
     stand-in, and the names found, in characters."""
-    from .gazetteer import romanisations, short_name
+    from policyrag.ingest.gazetteer import romanisations, short_name
 
     named = []
     for place in places:

@@ -23,10 +23,17 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .answer import ABSTRACTIVE, EXTRACTIVE, Answer, Citation, LocalityAnswer, Point
-from .checker import Context, check_sentence, check_translation, is_echo
-from .generate import GenerationUnavailable, Generator, load_generator
-from .script import detect_script, to_simplified, to_traditional
+from policyrag.answer.checker import Context, check_sentence, check_translation, is_echo
+from policyrag.answer.extractive import (
+    ABSTRACTIVE,
+    EXTRACTIVE,
+    Answer,
+    Citation,
+    LocalityAnswer,
+    Point,
+)
+from policyrag.answer.generate import GenerationUnavailable, Generator, load_generator
+from policyrag.script import detect_script, to_simplified, to_traditional
 
 DEFAULT_MAX_TOKENS = 200
 POINT_CHARS = 160      # each point is shown to the model cut to this many characters
@@ -344,7 +351,7 @@ class Rewriter:
         question = extractive.question
         named: str | None = None  # the place an English question names, in characters
         if lang == "en" and question:
-            from .translate import with_place_characters
+            from policyrag.search.translate import with_place_characters
 
             question = with_place_characters(question, places)
             named = next((p for p in places if p in question), None)
@@ -457,7 +464,7 @@ def _translate_system(source: str) -> str:
     nothing, the model reads 路桥 as "road bridge"."""
     from pypinyin import Style, lazy_pinyin
 
-    from .checker import source_places
+    from policyrag.answer.checker import source_places
 
     def english(place: str) -> str:
         for suffix, word in (("经开区", "Economic Development Zone"), ("区", "District"),

@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cleaning import CJK
+from policyrag.ingest.cleaning import CJK
 
 # Page furniture: "- 3 -", "— 3 —", "第3页", "第 3 页 共 12 页", "3/12", "Page 3 of 12", "3".
 PAGE_NUMBER = re.compile(

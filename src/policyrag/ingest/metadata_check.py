@@ -11,11 +11,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cleaning
-from .metadata import Metadata, extract
+from policyrag.ingest import cleaning
+from policyrag.ingest.metadata import Metadata, extract
 
 FIELDS = ("locality", "level", "doc_type", "date")
-LABELS = Path(__file__).resolve().parents[2] / "tests" / "data" / "metadata_labels.jsonl"
+LABELS = Path(__file__).resolve().parents[3] / "tests" / "data" / "metadata_labels.jsonl"
 
 
 @dataclass

@@ -13,8 +13,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from .doctype import lead_sentence
-from .gazetteer import MUNICIPALITIES, NATIONAL, Mention, Place, find_places
+from policyrag.ingest.doctype import lead_sentence
+from policyrag.ingest.gazetteer import MUNICIPALITIES, NATIONAL, Mention, Place, find_places
 
 # How a text speaks of its own level of government.
 SELF_CUES = {
@@ -95,7 +95,7 @@ def _inside_word(m: Mention, text: str, margin: int = 6) -> bool:
     """A short name that is part of a longer word (长治 in 长治久安, 富裕 in 共同富裕)."""
     if text[m.start:m.end] == m.place.name:
         return False
-    from .lexical import tokenize
+    from policyrag.index.lexical import tokenize
 
     start = max(0, m.start - margin)
     pos = start

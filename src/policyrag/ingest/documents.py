@@ -9,12 +9,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from . import cleaning, metadata
-from .display import quoted
-from .doctype import DOC_TYPES
-from .gazetteer import lookup
-from .readers import Notice, ReadError, discover, read_source
-from .script import detect_script
+from policyrag.display import quoted
+from policyrag.ingest import cleaning, metadata
+from policyrag.ingest.doctype import DOC_TYPES
+from policyrag.ingest.gazetteer import lookup
+from policyrag.ingest.readers import Notice, ReadError, discover, read_source
+from policyrag.script import detect_script
 
 
 @dataclass

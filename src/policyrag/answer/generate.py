@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from . import packaged_model
+from policyrag.answer import packaged_model
 
 __all__ = [
     "BACKENDS",

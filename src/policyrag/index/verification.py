@@ -8,12 +8,12 @@ from pathlib import Path
 
 import faiss
 
-from . import store
-from .checksum import matches
-from .embedding import Embedder
-from .index import Manifest, ModelMismatch, _missing, check_model
-from .segments import FILES as SEGMENT_FILES
-from .segments import Segment
+from policyrag.index import store
+from policyrag.index.checksum import matches
+from policyrag.index.embedding import Embedder
+from policyrag.index.lifecycle import Manifest, ModelMismatch, _missing, check_model
+from policyrag.index.segments import FILES as SEGMENT_FILES
+from policyrag.index.segments import Segment
 
 
 def verify_index(root: Path, embedder: Embedder | None = None) -> list[str]:

@@ -19,9 +19,9 @@ from functools import cached_property
 
 import numpy as np
 
-from .doctype import DOC_TYPES
-from .gazetteer import ancestors, find_places, romanisations, same_place, short_name
-from .script import to_simplified
+from policyrag.ingest.doctype import DOC_TYPES
+from policyrag.ingest.gazetteer import ancestors, find_places, romanisations, same_place, short_name
+from policyrag.script import to_simplified
 
 # Reports a locality's priorities can be read from; regulations and news cannot.
 REPORT_TYPES = ("communique", "work_report", "report")

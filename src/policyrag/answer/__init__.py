@@ -1,0 +1,1 @@
+"""Hits to answers: extractive points, checked abstractive rewriting, batch reports."""

@@ -1,0 +1,1 @@
+"""Chunks to an index: embedding, BM25, FAISS segments, crash-safe storage."""

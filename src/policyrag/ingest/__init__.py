@@ -1,0 +1,1 @@
+"""Texts to documents to chunks: file formats, cleaning, metadata, chunking."""

@@ -1,0 +1,1 @@
+"""An index to hits: filters, places in questions, query translation, fusion."""

@@ -232,6 +232,25 @@ def test_packaged_model_answers_an_english_question_in_english(engine, seed_copy
 
 
 @pytest.mark.slow
+def test_english_question_extractive_points_get_a_checked_english_rendering(cli):
+    """--translate-points: the quotes stay Chinese, each gets an English rendering marked as
+    machine translation, or none when it fails the check (and the note says how many)."""
+    _require_model()
+    question = "How does Luqiao plan to attract private investment?"
+    rc, out, err = cli("ask", question, "--translate-points", "--json")
+    assert rc == 0, err
+    points = json.loads(out)["localities"][0]["points"]
+    rendered = [p for p in points if p.get("translation")]
+    assert rendered, points
+    for p in rendered:
+        assert re.search(r"[\u4e00-\u9fff]{4}", p["text"])  # the quote, in Chinese
+        assert not re.search(r"[\u4e00-\u9fff]", p["translation"])
+    assert any("invest" in p["translation"].lower() for p in rendered)
+    rc, out, _ = cli("ask", question, "--translate-points")
+    assert "EN (machine translation):" in out
+
+
+@pytest.mark.slow
 def test_translate_query_writes_chinese_terms_once_and_caches_them(tmp_path, monkeypatch):
     _require_model()
     from policyrag.answer.generate import ENV_GGUF_PATH, find_packaged_gguf

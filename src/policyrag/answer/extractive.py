@@ -120,9 +120,14 @@ class Point:
     text: str
     citations: list[Citation]
     score: float = 0.0
+    # An English rendering of a quoted Chinese point: machine translation, checked.
+    translation: str | None = None
 
     def to_dict(self) -> dict:
-        return {"text": self.text, "citations": [c.to_dict() for c in self.citations]}
+        out: dict = {"text": self.text, "citations": [c.to_dict() for c in self.citations]}
+        if self.translation:
+            out["translation"] = self.translation
+        return out
 
 
 @dataclass

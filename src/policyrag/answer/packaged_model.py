@@ -12,18 +12,17 @@ marker records the verified size and hash, so later starts only compare sizes.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from policyrag.cachefiles import locked
 from policyrag.config import cache_dir
 
 MODEL_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
@@ -108,7 +107,7 @@ def ensure_model(progress: bool = True) -> Path:
     if _verified(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _lock(target):
+    with locked(target):
         if _verified(target):  # another process finished while we waited
             return target
         if target.is_file() and target.stat().st_size == SIZE:
@@ -122,21 +121,6 @@ def ensure_model(progress: bool = True) -> Path:
             raise ModelUnavailable(f"the packaged generator is not installed: {install_hint()}")
         _join(parts, target, progress)
     return target
-
-
-@contextlib.contextmanager
-def _lock(target: Path) -> Iterator[None]:
-    try:
-        import fcntl
-    except ImportError:  # Windows: atomic rename still protects readers
-        yield
-        return
-    with open(target.with_name(target.name + ".lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _progress(total: int, desc: str, enabled: bool):

@@ -9,15 +9,15 @@ so a repeated question costs nothing and never loads the model.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 from policyrag.answer import generate
+from policyrag.cachefiles import locked
 from policyrag.config import cache_dir
 from policyrag.script import is_english
 
@@ -111,7 +111,7 @@ def _remember(key: str, terms: str) -> None:
     path = _cache_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(path):
+        with locked(path):
             data = _read(path)
             data[key] = terms
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -121,16 +121,3 @@ def _remember(key: str, terms: str) -> None:
         pass
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    with open(path.with_name(path.name + ".lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -213,9 +213,10 @@ class Searcher:
 
         Only report-type documents count unless `filters.doc_types` says otherwise: a
         regulation's clauses or a news item are not a locality's priorities. A locality is
-        listed when one of its passages ranks among the best of the whole (filtered) index for
-        the question, or, with `every`, whenever it has reports. Reports with no known
-        locality come under the key None. Localities come out by level (province first), then
+        listed when its best passage scores at least a set share of the best passage anywhere
+        (`listed_lexical_share` of BM25, or `listed_dense_share` of cosine when no word of the
+        question occurs), or, with `every`, whenever it has reports. Reports with no known
+        locality come under the key None. Localities come out by level (national first), then
         by how well they answer.
         """
         k, mode = self._checked(k, mode)
@@ -253,11 +254,11 @@ class Searcher:
         answering = best_by_group >= share * best.max()
         listed = set(np.unique(group).tolist()) if every else \
             {g for g in np.unique(group).tolist() if answering[g]}
+        keep = np.flatnonzero((_ranks(local, group) <= k) & (local > 0)
+                              & np.isin(group, list(listed)))
         out: dict[int, list[tuple[int, float]]] = {}
-        for pos in np.lexsort((-local, group)):
-            g = int(group[pos])
-            if g in listed and len(out.setdefault(g, [])) < k and local[pos] > 0:
-                out[g].append((int(rows[pos]), float(local[pos])))
+        for pos in keep[np.lexsort((-local[keep], group[keep]))]:  # k per locality at most
+            out.setdefault(int(group[pos]), []).append((int(rows[pos]), float(local[pos])))
         order = sorted(out, key=lambda g: (view.level_rank(g), -out[g][0][1]))
         return {(view.localities[g] if g >= 0 else None): [self.hit(i, s) for i, s in out[g]]
                 for g in order}

@@ -73,6 +73,7 @@ class Engine:
             "generation": ix.generation.name,
             "manifest": vars(ix.manifest),
             "documents": [{"doc_id": d.doc_id, "title": d.display_title, "locality": d.locality,
+                           "level": d.locality_level, "type": d.doc_type,
                            "date": d.date, "meeting": d.meeting, "script": d.script,
                            "source": d.source, "chunks": per_doc.get(d.doc_id, 0)}
                           for d in docs],

@@ -187,8 +187,8 @@ def cmd_info(args: argparse.Namespace) -> int:
                                             "policyrag index compact drops them)"
                                             if removed else ""))
     for d in info["documents"]:
-        print(f"  {d['doc_id']:<28} {d['locality'] or '?':<10} {d['date'] or '':<11} "
-              f"{d['chunks']:>4} chunks  {d['title']}")
+        print(f"  {d['doc_id']:<28} {d['locality'] or '?':<10} {d['type'] or '':<11} "
+              f"{d['date'] or '':<11} {d['chunks']:>4} chunks  {d['title']}")
     return 0
 
 

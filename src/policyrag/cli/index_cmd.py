@@ -200,7 +200,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if problems:
         for p in problems:
             print(f"problem: {p}")
-        raise UserError(f"{args.index} failed verification ({len(problems)} problems); "
+        raise UserError(f"{args.index} failed verification ({len(problems)} problem"
+                        f"{'s' if len(problems) != 1 else ''}); "
                         f"repair with: policyrag index rebuild --index {args.index}")
     print(f"{args.index}: OK (vectors, chunk store and manifest agree)")
     return 0

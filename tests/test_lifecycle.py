@@ -363,8 +363,9 @@ def test_verify_names_exactly_what_is_wrong(index_copy, damage, capsys):
     captured = capsys.readouterr()
     assert code == 2
     assert captured.out.splitlines() == [f"problem: {p}" for p in expected]
+    count = f"{len(expected)} problem" + ("s" if len(expected) != 1 else "")
     assert captured.err == (f"policyrag: error: {index_copy} failed verification "
-                            f"({len(expected)} problems); repair with: policyrag index rebuild "
+                            f"({count}); repair with: policyrag index rebuild "
                             f"--index {index_copy}\n")
 
 

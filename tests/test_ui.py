@@ -321,6 +321,53 @@ class ScriptedGenerator:
         return "路桥聚焦民间投资，创新政府和社会资本合作模式[1]。路桥激发民间活力，扩大有效投资[2]。"
 
 
+class HeldGenerator(ScriptedGenerator):
+    """The scripted model, held after its first translated sentence until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.translations = 0
+
+    def generate(self, prompt, *, system=None, max_tokens=512, temperature=0.2):
+        if system and system.startswith("Translate"):
+            self.translations += 1
+            if self.translations > 1:
+                assert self.release.wait(60), "the test never released the model"
+        return super().generate(prompt, system=system, max_tokens=max_tokens,
+                                temperature=temperature)
+
+
+def test_abstractive_answers_stream_in_their_own_queue(monkeypatch, ui_engine, new_page):
+    """While one abstractive answer is being written, its checked sentences appear one by one,
+    and another user's search and extractive answer are served at once."""
+    from gradio_client import Client
+
+    from policyrag.answer import generate
+    from policyrag.answer.abstractive import Rewriter
+
+    monkeypatch.setattr(generate, "unavailable_reason", lambda: None)
+    held = HeldGenerator()
+    with ui.running_app(ui_engine, rewriter=Rewriter(held)) as url:
+        page = new_page()
+        ui.open_app(page, url)
+        page.locator("#mode").get_by_role("radio", name="abstractive").check()
+        page.locator("#by-locality input[type=checkbox]").uncheck()
+        ui.ask(page, ENGLISH_Q)
+        writing = page.locator("#answer .pr-writing")
+        expect(writing).to_contain_text("1 sentence checked")
+        expect(writing.locator("li")).to_have_text(["Luqiao focuses on private investment."])
+        other = Client(url, verbose=False)
+        started = time.monotonic()
+        assert other.predict("招商引资", 3, api_name="/search")["hits"]
+        assert other.predict("各地区分别把哪些工作作为重点？", api_name="/ask")["localities"]
+        assert time.monotonic() - started < 30 and not held.release.is_set()
+        held.release.set()
+        expect(page.locator("#answer .pr-answer-head")).to_contain_text("abstractive")
+        expect(page.locator("#answer .pr-writing")).to_have_count(0)
+        expect(page.locator("#answer .pr-card")).to_contain_text(
+            "Luqiao will expand effective investment")
+
+
 def test_abstractive_answer_in_the_page(monkeypatch, ui_engine, new_page):
     from policyrag.answer import generate
     from policyrag.answer.abstractive import Rewriter

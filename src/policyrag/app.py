@@ -242,6 +242,46 @@ def run_answer(answerer: Any, rewriter: Any, question: str, *, mode: str, by_loc
     return answer.to_dict()
 
 
+def stream_rewrite(answerer: Any, rewriter: Any, ans: dict):
+    """Yield each generated sentence (a str) as soon as it passed the check, then the final
+    answer dict. The model runs in a thread; `_generation_lock` keeps one generation at a time
+    across the page and the API."""
+    import queue
+
+    from policyrag.answer.extractive import Answer
+
+    out: queue.Queue = queue.Queue()
+
+    def run() -> None:
+        try:
+            with _generation_lock:
+                done = rewriter.rewrite(Answer.from_dict(ans),
+                                        on_point=lambda _loc, point: out.put(point.text),
+                                        places=answerer.engine.index.localities())
+            out.put(done.to_dict())
+        except Exception as exc:  # noqa: BLE001 - shown as the answer's notice, not a crash
+            log.exception("abstractive rewrite failed")
+            out.put({**ans, "notice": f"abstractive answer failed ({exc}); showing the "
+                                      "extractive answer"})
+
+    threading.Thread(target=run, daemon=True).start()
+    while True:
+        item = out.get()
+        yield item
+        if isinstance(item, dict):
+            return
+
+
+def writing_html(engine: Engine, ans: dict, written: list[str]) -> str:
+    """The extractive answer with the abstractive sentences checked so far above it."""
+    items = "".join(f"<li>{_esc(_MARKERS.sub('', t))}</li>" for t in written)
+    head = message(f"Writing the abstractive answer: {len(written)} sentence"
+                   f"{'s' if len(written) != 1 else ''} checked against the sources so far.",
+                   "info")
+    return (f'<div class="pr-writing">{head}<ol>{items}</ol></div>'
+            f"{render_answer(engine, ans)}")
+
+
 # ---------------------------------------------------------------- rendering
 
 
@@ -491,10 +531,36 @@ def build_app(engine: Engine, *, rewriter: Any = None) -> gr.Blocks:
 
     # -- UI handlers (HTML)
     def ask_ui(question, mode, by_locality, k, locs, docs, date_from, date_to):
-        """Status, answer and sources as HTML, and the answer's Markdown and CSV files."""
-        *shown, ans = answer_ui(question, mode, by_locality, k, locs, docs, date_from, date_to)
+        """Status, answer and sources as HTML, the answer's Markdown and CSV files, and the
+        extractive answer to rewrite when abstractive mode was asked for: the rewriting runs in
+        its own queue (write_ui), so that it never holds up other people's searches."""
+        *shown, ans = answer_ui(question, EXTRACTIVE, by_locality, k, locs, docs, date_from,
+                                date_to)
         files = downloads.write(ans) if ans and ans.get("localities") else (None, None)
-        return (*shown, *(gr.update(value=f, visible=f is not None) for f in files))
+        pending = ans if mode == ABSTRACTIVE and ans and ans.get("answered", True) and any(
+            loc.get("points") for loc in ans.get("localities", [])) else None
+        return (*shown, *(gr.update(value=f, visible=f is not None) for f in files), pending)
+
+    def write_ui(pending):
+        """The abstractive answer, one checked sentence at a time, then the whole of it."""
+        if not pending:
+            yield gr.skip(), gr.skip(), gr.skip()
+            return
+        reason = abstractive_reason()
+        if reason:
+            notice = (f"abstractive mode unavailable: {reason}. Showing the extractive answer "
+                      "instead.")
+            yield render_answer(engine, {**pending, "notice": notice}), gr.skip(), gr.skip()
+            return
+        written: list[str] = []
+        for item in stream_rewrite(answerer, rewriter, pending):
+            if isinstance(item, str):
+                written.append(item)
+                yield writing_html(engine, pending, written), gr.skip(), gr.skip()
+            else:
+                files = downloads.write(item)
+                yield (render_answer(engine, item),
+                       *(gr.update(value=f, visible=f is not None) for f in files))
 
     def answer_ui(question, mode, by_locality, k, locs, docs, date_from, date_to):
         question = (question or "").strip()
@@ -622,9 +688,10 @@ def build_app(engine: Engine, *, rewriter: Any = None) -> gr.Blocks:
                                                     elem_id="download-md", size="sm")
                     download_csv = gr.DownloadButton("Download CSV", visible=False,
                                                      elem_id="download-csv", size="sm")
+                pending = gr.State(None)  # an extractive answer awaiting its rewrite
                 sources = gr.HTML(elem_id="sources")
             with gr.Tab("Library", id="library", elem_id="tab-library") as lib_tab:
-                gr.Markdown("Reports in the index. Add `.txt`/`.md` files: they are embedded "
+                gr.Markdown("Reports in the index. Add `.txt .md .html .docx .pdf` files: they are embedded "
                             "and searchable at once, no restart. Title, locality and date are "
                             "read from the text (or Markdown front matter).")
                 library = gr.Dataframe(headers=LIBRARY_HEADERS, value=None,
@@ -649,8 +716,14 @@ def build_app(engine: Engine, *, rewriter: Any = None) -> gr.Blocks:
         write = {"concurrency_id": "write", "concurrency_limit": 1}
         ui_inputs = [question, mode, by_locality, k, loc_filter, doc_filter, date_from, date_to]
         outputs = [status, answer, sources, download_md, download_csv]
-        ask_btn.click(ask_ui, ui_inputs, outputs, api_visibility="private", **read)
-        question.submit(ask_ui, ui_inputs, outputs, api_visibility="private", **read)
+        # Generation has a queue of its own, one at a time (llama.cpp is not thread-safe):
+        # searches and extractive answers go on beside it, and Gradio shows each waiting user
+        # their place in that line.
+        generation = {"concurrency_id": "generate", "concurrency_limit": 1}
+        for trigger in (ask_btn.click, question.submit):
+            trigger(ask_ui, ui_inputs, [*outputs, pending], api_visibility="private",
+                    **read).then(write_ui, pending, [answer, download_md, download_csv],
+                                 api_visibility="private", **generation)
         hidden = gr.update(value=None, visible=False)
         clear_btn.click(lambda: ("", "", "", "", hidden, hidden), None, [question, *outputs],
                         api_visibility="private", queue=False)

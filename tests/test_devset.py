@@ -97,3 +97,14 @@ def test_offtopic_questions_are_well_formed_and_name_no_seed_place():
     for r in rows:
         assert r["q"].strip()
         assert not checker.names_place(r["q"], checker.ANY_PLACE), r["id"]
+
+
+def test_held_out_questions_pass_the_checker_and_are_new(seeds_dir):
+    """tests/data/heldout_questions.jsonl was written after retrieval was tuned, to check it
+    honestly: its spans must hold, and none of its questions may repeat a development one."""
+    heldout = DATA / "heldout_questions.jsonl"
+    report = checker.check(heldout, seeds_dir)
+    assert not report.errors, report.errors
+    asked = {json.loads(line)["q"] for line in DEV.read_text("utf-8").splitlines() if line.strip()}
+    rows = [json.loads(line) for line in heldout.read_text("utf-8").splitlines() if line.strip()]
+    assert len(rows) >= 50 and not {r["q"] for r in rows} & asked

@@ -178,6 +178,11 @@ def test_by_locality_lists_only_localities_whose_reports_answer(engine):
     ("经开区怎样保证重点工程的用地和钱?", "development zones", {"丽水经开区"}),
     ("Which city wants to be the southern gateway of the Yangtze River Delta?", "cities",
      {"丽水市", "温州市"}),
+    # "The district" / 市里, unnamed: a government at that level speaks.
+    ("区里对干部队伍建设提出了什么要求?", "districts and counties", {"莲都区", "路桥区"}),
+    ("市里在文化和旅游方面有什么打算?", "cities", {"丽水市", "温州市"}),
+    ("How will the zone keep track of new risks as it develops?", "development zones",
+     {"丽水经开区"}),
 ])
 def test_a_question_asking_which_kind_of_place_searches_those_reports(engine, question, kind,
                                                                       allowed):

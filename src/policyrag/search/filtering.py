@@ -143,7 +143,7 @@ class PlacePlan:
             parts.append(f"searching only reports of {', '.join(self.named)} and the places "
                          "under it (named in the question; --all-places to search everything)")
         if self.asked_kind:
-            parts.append(f"searching only reports of {self.asked_kind} (the question asks which "
+            parts.append(f"searching only reports of {self.asked_kind} (the question asks about "
                          "one; --all-places to search everything)")
         if self.missing:
             near = f"; nearest known: {', '.join(self.suggestions)}" if self.suggestions else ""
@@ -316,16 +316,22 @@ class IndexView:
 ASKED = {"districts and counties": ("county",), "development zones": ("zone",),
          "cities": ("city",), "provinces": ("province",),
          "local governments": ("province", "city", "county", "zone")}
+# A question that asks which district/zone/city (哪个区…), or speaks of "the district" (区里,
+# 该市, the zone) without naming it, is about the statements of a government at that level.
 _ASKED_PATTERNS = [
     ("development zones", re.compile(r"哪[个些家](?:开发区|经开区|高新区|园区|新区)|"
-                                     r"^(?:经开区|开发区|高新区)|"
+                                     r"^(?:经开区|开发区|高新区|园区)|(?:该|这个)(?:开发区|园区)|"
                                      r"which (?:(?:development|economic|industrial|high-tech) )?"
-                                     r"(?:zone|park)|^(?:the )?(?:development|economic) zone",
+                                     r"(?:zone|park)|\bthe (?:(?:development|economic) )?zone\b",
                                      re.I)),
-    ("districts and counties", re.compile(r"哪[个些](?:区县|县区|区|县)|which (?:district|county)",
+    ("districts and counties", re.compile(r"哪[个些](?:区县|县区|区|县)|^(?:区里|县里|全区|全县)|"
+                                          r"(?:该|这个|本)(?:区|县)(?![域划])|"
+                                          r"which (?:district|county)|\bthe (?:district|county)\b",
                                           re.I)),
-    ("cities", re.compile(r"哪[个些](?:城市|市)|which city", re.I)),
-    ("provinces", re.compile(r"哪[个些]省|which province", re.I)),
+    ("cities", re.compile(r"哪[个些](?:城市|市)|^(?:市里|全市)|(?:该|这个|本)市(?!场)|which city|"
+                          r"\bthe city\b", re.I)),
+    ("provinces", re.compile(r"哪[个些]省|^(?:省里|全省)|which province|\bthe province\b",
+                             re.I)),
     ("local governments", re.compile(r"哪[个些](?:地方|地区)|哪里|"
                                      r"which (?:locality|localities|local|place|region)|"
                                      r"^where\b", re.I)),

@@ -321,6 +321,15 @@ class ScriptedGenerator:
         return "路桥聚焦民间投资，创新政府和社会资本合作模式[1]。路桥激发民间活力，扩大有效投资[2]。"
 
 
+def _ask_abstractive(page, url: str, question: str):
+    """The page, asked `question` in abstractive mode with one answer for all localities."""
+    ui.open_app(page, url)
+    page.locator("#mode").get_by_role("radio", name="abstractive").check()
+    page.locator("#by-locality input[type=checkbox]").uncheck()
+    ui.ask(page, question)
+    return page
+
+
 class HeldGenerator(ScriptedGenerator):
     """The scripted model, held after its first translated sentence until released."""
 
@@ -348,11 +357,7 @@ def test_abstractive_answers_stream_in_their_own_queue(monkeypatch, ui_engine, n
     monkeypatch.setattr(generate, "unavailable_reason", lambda: None)
     held = HeldGenerator()
     with ui.running_app(ui_engine, rewriter=Rewriter(held)) as url:
-        page = new_page()
-        ui.open_app(page, url)
-        page.locator("#mode").get_by_role("radio", name="abstractive").check()
-        page.locator("#by-locality input[type=checkbox]").uncheck()
-        ui.ask(page, ENGLISH_Q)
+        page = _ask_abstractive(new_page(), url, ENGLISH_Q)
         writing = page.locator("#answer .pr-writing")
         expect(writing).to_contain_text("1 sentence checked")
         expect(writing.locator("li")).to_have_text(["Luqiao focuses on private investment."])
@@ -374,11 +379,7 @@ def test_abstractive_answer_in_the_page(monkeypatch, ui_engine, new_page):
 
     monkeypatch.setattr(generate, "unavailable_reason", lambda: None)
     with ui.running_app(ui_engine, rewriter=Rewriter(ScriptedGenerator())) as url:
-        page = new_page()
-        ui.open_app(page, url)
-        page.locator("#mode").get_by_role("radio", name="abstractive").check()
-        page.locator("#by-locality input[type=checkbox]").uncheck()
-        ui.ask(page, ENGLISH_Q)
+        page = _ask_abstractive(new_page(), url, ENGLISH_Q)
         card = page.locator("#answer .pr-card")
         expect(card).to_have_count(1)
         expect(card).to_contain_text("Luqiao focuses on private investment")

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,17 @@ def answers(root: Path, embedder) -> dict:
         "answers": {q: [(h.chunk_id, round(h.score, 5)) for h in searcher.search(q, k=5)]
                     for q in QUERIES},
     }
+
+
+def kill_each_at_its_point(points: list[str], roots: list[Path],
+                           argv: Callable[[Path], list[str]]) -> None:
+    """One writer per index copy, each paused at its point; then all killed (kill -9)."""
+    writers = [Writer(argv(root), pause_at=point)
+               for point, root in zip(points, roots, strict=True)]
+    for w, point in zip(writers, points, strict=True):
+        w.wait_for_pause(point)
+    for w in writers:
+        w.kill()
 
 
 class Writer:
@@ -112,12 +124,8 @@ def test_add_killed_at_each_point_leaves_a_working_index(index_dir, tmp_path, em
     before = answers(roots[0], embedder)
     new = tmp_path / "killed_add.txt"
     new.write_text(report("云和木玩童话小镇"), "utf-8")
-    writers = [Writer(["index", "add", str(new), "--index", str(root)], pause_at=point)
-               for point, root in zip(points, roots, strict=True)]
-    for w, point in zip(writers, points, strict=True):
-        w.wait_for_pause(point)
-    for w in writers:
-        w.kill()
+    kill_each_at_its_point(points, roots, lambda root: ["index", "add", str(new), "--index",
+                                                        str(root)])
 
     for point, root in zip(points, roots, strict=True):
         assert idx.verify(root) == [], point

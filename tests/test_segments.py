@@ -20,7 +20,7 @@ from policyrag.index import store
 from policyrag.ingest.documents import load_documents
 from policyrag.search.retrieval import Searcher
 from tests.conftest import report
-from tests.test_crash_safety import Writer, leftovers
+from tests.test_crash_safety import Writer, copies, kill_each_at_its_point, leftovers
 
 SEED_IDS = ["000_e9f0a6d5a56f891f", "001_758a5b4942a02065", "002_e8d0747b3dfad330",
             "003_44711a7aea527f8e", "004_c93a4296dfa4c8a6"]
@@ -250,17 +250,9 @@ def test_compact_killed_at_each_point_leaves_a_working_index(index_copy, tmp_pat
     eng.add([write_report(tmp_path / "in", "kunpeng", "鲲鹏智算产业园")])
     eng.remove(["001_758a5b4942a02065"])
     points = store.PAUSE_POINTS
-    roots = []
-    for i in range(len(points)):
-        roots.append(tmp_path / f"copy{i}")
-        shutil.copytree(index_copy, roots[-1])
+    roots = copies(index_copy, tmp_path, len(points))
     before = answers(roots[0], embedder)
-    writers = [Writer(["index", "compact", "--index", str(root)], pause_at=point)
-               for point, root in zip(points, roots, strict=True)]
-    for w, point in zip(writers, points, strict=True):
-        w.wait_for_pause(point)
-    for w in writers:
-        w.kill()
+    kill_each_at_its_point(points, roots, lambda root: ["index", "compact", "--index", str(root)])
     for point, root in zip(points, roots, strict=True):
         assert idx.verify(root) == [], point
         now = answers(root, embedder)

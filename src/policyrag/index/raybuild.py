@@ -1,0 +1,469 @@
+"""`policyrag index build --ray [ADDRESS]`: read → clean → chunk → embed as Ray Data over a
+Ray cluster, adopted by the index in one atomic commit.
+
+Two Ray Data stages, with the driver between them:
+
+1. read + clean (tasks): each file's bytes, or each line of a JSON Lines collection, becomes a
+   Document and its quoted slogans.
+2. chunk + tokenise + embed (an actor pool, one model load per actor): each report becomes its
+   chunk rows, BM25 tokens and vectors.
+
+Between the two the driver does what needs every report at once and costs little: doc_ids in
+file order (as load_documents gives them), duplicates (as build does), and the index-wide slogan
+lexicon that BM25 tokens depend on (the union of the per-report slogans stage 1 found).
+
+Where data lives: files go to the workers as bytes and rows come back as arrays, both through
+Ray's object store, and the driver writes the segment into the commit's temporary generation
+folder and swaps the manifest, as a single-process build does. So the cluster needs no shared
+filesystem: neither the reports nor the index folder need be visible from the workers, and an
+index is never half-written by a worker that died. The price is that the driver holds the
+reports' bytes and the index's vectors (2 kB a chunk with the 512-dim default model), which it
+needs anyway to serve the index. Every node needs policyrag[ray] installed, with the same
+model; each worker checks that it has the model revision the driver has.
+
+Ray does the distribution: no scheduler, queue or RPC of our own.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from policyrag import __version__
+from policyrag.config import Settings
+from policyrag.index import lifecycle as idx
+from policyrag.index import store
+from policyrag.index.embedding import Embedder, load_embedder
+from policyrag.index.lexical import slogans
+from policyrag.ingest import metadata
+from policyrag.ingest.chunking import Chunk, chunk_text
+from policyrag.ingest.documents import (
+    CollectionRow,
+    Document,
+    RenamedReport,
+    _unique_id,
+    collection_document,
+    collection_rows,
+    distinct_id,
+    is_collection,
+    read_document,
+)
+from policyrag.ingest.readers import MAX_FILE_BYTES, ReadError, discover, read_source
+
+if TYPE_CHECKING:
+    from policyrag.engine import Engine
+
+INSTALL = "pip install 'policyrag[ray]'"
+# How long the driver waits for ADDRESS to answer before saying it cannot connect (Ray's own
+# connection attempts retry for half a minute or more).
+CONNECT_SECONDS = 5.0
+# A doc_id no report can have: what a worker passes for "not given by the report itself".
+_UNSET = "\0policyrag-unset"
+
+
+class RayBuildError(idx.IndexError_):
+    """Ray is missing, the cluster cannot be reached, or a worker failed; the message says which."""
+
+
+# ---- connecting ----------------------------------------------------------------------------
+
+def _ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401  (the data extra)
+    except ImportError:
+        raise RayBuildError(f"--ray needs Ray, which is not installed: {INSTALL}") from None
+    return ray
+
+
+def split_address(value: str) -> tuple[str | None, list[Path]]:
+    """`--ray VALUE` as (address, paths): `--ray seeds/` means a local instance and the path
+    seeds/, since an address has a colon or is auto/local."""
+    if not value:
+        return None, []
+    if value in ("auto", "local"):
+        return (None if value == "local" else value), []
+    if ":" in value and not Path(value).exists():
+        return value, []
+    return None, [Path(value)]
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """Where ADDRESS ("ray://host:10001" or "host:6379") listens; None for auto/local."""
+    rest = address.removeprefix("ray://")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _probe(address: str) -> None:
+    where = _host_port(address)
+    if where is None:
+        return
+    try:
+        socket.create_connection(where, timeout=CONNECT_SECONDS).close()
+    except OSError as exc:
+        raise RayBuildError(
+            f"cannot connect to the Ray cluster at {address}: {where[0]}:{where[1]} does not "
+            f"answer ({exc.strerror or exc}). Start one with `ray start --head` and give its "
+            "address (ray://HEAD:10001 from another machine, HEAD:6379 or auto on a node of "
+            "the cluster), or leave ADDRESS out to start a local Ray instance") from None
+
+
+@dataclass
+class Session:
+    """A connection to Ray, and whether this build started it (then it also shuts it down)."""
+    ray: object
+    started: bool
+
+    def close(self) -> None:
+        if self.started:
+            self.ray.shutdown()  # type: ignore[attr-defined]
+
+
+def connect(address: str | None) -> Session:
+    """Ray as already initialised in this process, the cluster at `address`, or a local
+    instance with every core when `address` is None."""
+    ray = _ray()
+    if address:
+        _probe(address)
+    if ray.is_initialized():
+        return Session(ray, False)
+    try:
+        ray.init(address=address or None, include_dashboard=False)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise RayBuildError(f"cannot connect to {where}: {exc}") from None
+    return Session(ray, True)
+
+
+# ---- stage 1: read + clean -------------------------------------------------------------------
+
+@dataclass
+class Entry:
+    """One input in the order load_documents meets it: a file, a collection line, or an error
+    known before any reading (a line that is no JSON, an unreadable sidecar)."""
+    path: Path
+    row: CollectionRow | None = None
+    error: ReadError | None = None
+    item: dict | None = None  # what goes to a worker
+
+
+def plan(paths: list[Path]) -> tuple[list[Entry], list[ReadError]]:
+    """The inputs under `paths`, each file's bytes read (I/O only: parsing runs on workers)."""
+    files, errors = discover(paths)
+    entries: list[Entry] = []
+    sidecars: dict[Path, dict[str, dict[str, object]]] = {}
+    for path in files:
+        if is_collection(path):
+            for row in collection_rows(path):
+                if isinstance(row, ReadError):
+                    entries.append(Entry(path, error=row))
+                else:
+                    entries.append(Entry(path, row, item=_row_item(path, row)))
+            continue
+        try:
+            if path.parent not in sidecars:
+                sidecars[path.parent] = metadata.read_sidecar(path.parent)
+            overrides = sidecars[path.parent].get(path.name, {})
+            if path.stat().st_size > MAX_FILE_BYTES:
+                read_source(path)  # refuses it, with the reader's own words, before reading
+            data = path.read_bytes()
+        except ReadError as exc:
+            entries.append(Entry(path, error=exc))
+            continue
+        except (ValueError, OSError) as exc:
+            entries.append(Entry(path, error=ReadError(path, str(exc))))
+            continue
+        entries.append(Entry(path, item={"kind": "file", "path": str(path),
+                                         "where": str(path), "data": data,
+                                         "text": "", "doc_id": "",
+                                         "overrides": json.dumps(overrides, ensure_ascii=False)}))
+    for seq, entry in enumerate(entries):
+        if entry.item is not None:
+            entry.item["seq"] = seq
+    return entries, errors
+
+
+def _row_item(path: Path, row: CollectionRow) -> dict:
+    return {"kind": "row", "path": str(path), "where": str(row.where), "data": b"",
+            "text": row.text,
+            "doc_id": row.doc_id, "overrides": json.dumps(row.overrides, ensure_ascii=False)}
+
+
+def _read_file(path: Path, data: bytes, overrides: dict) -> Document:
+    """The report in the bytes of `path`, read from a private copy under the same name."""
+    with tempfile.TemporaryDirectory(prefix="policyrag-ray-") as tmp:
+        copy = Path(tmp) / path.name
+        copy.write_bytes(data)
+        try:
+            doc = read_document(copy, _UNSET, overrides)
+        except ReadError as exc:
+            raise ReadError(path, exc.reason.replace(str(copy), str(path))) from None
+        except (ValueError, OSError) as exc:
+            raise ReadError(path, str(exc).replace(str(copy), str(path))) from None
+    doc.source = str(path)
+    return doc
+
+
+def read_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Stage 1 on a worker: inputs to Documents (as JSON) and their slogans, or errors."""
+    docs, errors, found = [], [], []
+    for kind, path, where, data, text, doc_id, given in zip(
+            batch["kind"], batch["path"], batch["where"], batch["data"], batch["text"],
+            batch["doc_id"], batch["overrides"], strict=True):
+        overrides = json.loads(given)
+        try:
+            if kind == "row":
+                doc = collection_document(Path(path), CollectionRow(Path(where), doc_id, text,
+                                                                    overrides))
+            else:
+                doc = _read_file(Path(path), bytes(data), overrides)
+        except ReadError as exc:
+            docs.append("")
+            errors.append(json.dumps([str(exc.path), exc.reason], ensure_ascii=False))
+            found.append("[]")
+            continue
+        docs.append(json.dumps(doc.to_dict(), ensure_ascii=False))
+        errors.append("")
+        found.append(json.dumps(slogans([doc.text]), ensure_ascii=False))
+    return {"seq": batch["seq"], "doc": np.array(docs, dtype=object),
+            "error": np.array(errors, dtype=object), "slogans": np.array(found, dtype=object)}
+
+
+def settle(entries: list[Entry], results: dict[int, dict], errors: list[ReadError]
+           ) -> tuple[list[Document], list[ReadError], dict[str, list[str]]]:
+    """What load_documents would give for the same inputs: doc_ids and errors in file order.
+    Also each report's slogans, by doc_id."""
+    docs: list[Document] = []
+    errors = list(errors)
+    seen: dict[str, str] = {}
+    found: dict[str, list[str]] = {}
+    for seq, entry in enumerate(entries):
+        if entry.error is not None:
+            errors.append(entry.error)
+            continue
+        got = results[seq]
+        if entry.row is not None and entry.row.doc_id in seen:
+            errors.append(ReadError(entry.row.where, f"duplicate id {entry.row.doc_id!r}; "
+                                                     "skipped"))
+            continue
+        if got["error"]:
+            where, reason = json.loads(got["error"])
+            errors.append(ReadError(Path(where), reason))
+            continue
+        doc = Document.from_dict(json.loads(got["doc"]))
+        if doc.doc_id == _UNSET:
+            doc.doc_id = _unique_id(entry.path, seen)
+        if entry.row is None and doc.doc_id in seen:  # given twice by front matter or sidecar
+            given = distinct_id(doc.doc_id, doc.content_hash, seen)
+            errors.append(RenamedReport(entry.path, doc.doc_id, given, seen[doc.doc_id]))
+            doc.doc_id = given
+        seen[doc.doc_id] = doc.source
+        found[doc.doc_id] = json.loads(got["slogans"])
+        docs.append(doc)
+    return docs, errors, found
+
+
+def load_on_ray(ray, paths: list[Path], workers: int
+                ) -> tuple[list[Document], list[ReadError], dict[str, list[str]]]:
+    """Stage 1: the reports under `paths`, read and cleaned by Ray workers."""
+    entries, errors = plan(paths)
+    items = [e.item for e in entries if e.item is not None]
+    results: dict[int, dict] = {}
+    if items:
+        ds = ray.data.from_items(items, override_num_blocks=min(len(items), workers * 4))
+        for batch in _run(ds.map_batches(read_batch, batch_format="numpy", num_cpus=1)):
+            for seq, doc, error, found in zip(batch["seq"], batch["doc"], batch["error"],
+                                              batch["slogans"], strict=True):
+                results[int(seq)] = {"doc": doc, "error": error, "slogans": found}
+    return settle(entries, results, errors)
+
+
+# ---- stage 2: chunk, then tokenise + embed ----------------------------------------------------
+
+def chunk_batch(batch: dict[str, np.ndarray], limit: int, overlap: int
+                ) -> dict[str, np.ndarray]:
+    """Stage 2a on a worker: reports to chunk rows (offsets; the driver has the texts)."""
+    rows: list[tuple[int, int, str, int, int]] = []
+    for seq, doc_id, text in zip(batch["seq"], batch["doc_id"], batch["text"], strict=True):
+        rows += [(int(seq), n, c.chunk_id, c.start, c.end)
+                 for n, c in enumerate(chunk_text(str(doc_id), str(text), limit, overlap))]
+    cols = list(zip(*rows, strict=True)) or [(), (), (), (), ()]
+    return {"seq": np.array(cols[0], dtype=np.int64), "n": np.array(cols[1], dtype=np.int64),
+            "chunk_id": np.array(cols[2], dtype=object),
+            "start": np.array(cols[3], dtype=np.int64), "end": np.array(cols[4], dtype=np.int64)}
+
+
+class EmbedBatches:
+    """Stage 2b on a worker (an actor, so the model loads once): BM25 tokens and vectors of
+    chunk batches, by the function a single-process build uses.
+
+    Each item is one batch exactly as a single-process build forms it (settings.batch_size
+    chunks in index order), because the packaged int8 model's vectors depend on what else is
+    in the batch (by up to 0.01): other batches would give other vectors.
+    """
+
+    def __init__(self, model: str, revision: str, version: str, settings: Settings,
+                 lexicon: list[str], threads: int) -> None:
+        if version != __version__:
+            raise RayBuildError(f"this Ray worker has policyrag {__version__}, the driver "
+                                f"{version}; install the same version on every node")
+        self.embedder = load_embedder(model)
+        if hasattr(self.embedder, "threads"):
+            self.embedder.threads = threads
+        if self.embedder.revision != revision:
+            raise RayBuildError(f"this Ray worker ({socket.gethostname()}) has another revision "
+                                f"of model {model!r} ({self.embedder.revision}, the driver "
+                                f"{revision}); its vectors would not match")
+        self.settings, self.lexicon = settings, lexicon
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out: dict[str, list] = {"b": [], "i": [], "tokens": [], "vector": []}
+        for b, ids, texts in zip(batch["b"], batch["ids"], batch["texts"], strict=True):
+            chunks = [Chunk(i, "", 0, 0, t) for i, t in zip(json.loads(ids), json.loads(texts),
+                                                           strict=True)]
+            vectors, tokens = idx._embed_and_tokenize(chunks, self.embedder, self.settings,
+                                                      False, self.lexicon)
+            out["b"] += [int(b)] * len(chunks)
+            out["i"] += range(len(chunks))
+            out["tokens"] += [tokens[c.chunk_id] for c in chunks]
+            out["vector"].append(np.asarray(vectors, dtype=np.float32))
+        return {"b": np.array(out["b"], dtype=np.int64), "i": np.array(out["i"], dtype=np.int64),
+                "tokens": np.array(out["tokens"], dtype=object),
+                "vector": np.concatenate(out["vector"])}
+
+
+@dataclass
+class Embedded:
+    chunks: list[Chunk]
+    vectors: np.ndarray
+    tokens: list[str]
+
+
+def _blocks(n: int, workers: int, most: int = 64) -> tuple[int, int]:
+    """(items per batch, blocks) for n items: several batches per worker, so that one slow
+    batch does not leave the others idle."""
+    per = max(1, min(most, -(-n // (workers * 4))))
+    return per, max(1, -(-n // per))
+
+
+def chunk_on_ray(ray, docs: list[Document], limit: int, overlap: int,
+                 workers: int) -> list[Chunk]:
+    """Stage 2a: every report's chunks, in the order a build writes them."""
+    items = [{"seq": i, "doc_id": d.doc_id, "text": d.text} for i, d in enumerate(docs)]
+    per, blocks = _blocks(len(items), workers)
+    ds = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
+        chunk_batch, batch_size=per, batch_format="numpy", num_cpus=1,
+        fn_kwargs={"limit": limit, "overlap": overlap})
+    parts = list(_run(ds))
+    if not parts:
+        return []
+    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    order = np.lexsort((cols["n"], cols["seq"]))
+    return [Chunk(str(cid), docs[s].doc_id, int(a), int(e), docs[s].text[int(a):int(e)])
+            for cid, s, a, e in zip(cols["chunk_id"][order], cols["seq"][order],
+                                    cols["start"][order], cols["end"][order], strict=True)]
+
+
+def embed_on_ray(ray, chunks: list[Chunk], embedder: Embedder, settings: Settings,
+                 lexicon: list[str], workers: int) -> Embedded:
+    """Stage 2b: the chunks' BM25 tokens and vectors, in batches as a build makes them."""
+    size = settings.batch_size
+    items = [{"b": b, "ids": json.dumps([c.chunk_id for c in chunks[s:s + size]]),
+              "texts": json.dumps([c.text for c in chunks[s:s + size]], ensure_ascii=False)}
+             for b, s in enumerate(range(0, len(chunks), size))]
+    if not items:
+        return Embedded([], np.zeros((0, embedder.dim), np.float32), [])
+    per, blocks = _blocks(len(items), workers, most=8)
+    ds = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
+        EmbedBatches, batch_size=per, batch_format="numpy", num_cpus=1,
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
+        fn_constructor_kwargs={"model": embedder.name, "revision": embedder.revision,
+                               "version": __version__, "settings": settings,
+                               "lexicon": lexicon, "threads": 1})
+    parts = list(_run(ds))
+    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    order = np.lexsort((cols["i"], cols["b"]))
+    return Embedded(chunks, np.ascontiguousarray(cols["vector"][order], dtype=np.float32),
+                    [str(t) for t in cols["tokens"][order]])
+
+
+def _run(ds):
+    """The dataset's batches, with a worker's failure told as what went wrong there."""
+    from ray.exceptions import RayError
+
+    try:
+        yield from ds.iter_batches(batch_size=None, batch_format="numpy")
+    except RayError as exc:
+        cause = getattr(exc, "cause", None)
+        while cause is not None and not isinstance(cause, RayBuildError):
+            cause = getattr(cause, "cause", None) or cause.__cause__
+        if isinstance(cause, RayBuildError):
+            raise RayBuildError(str(cause)) from None
+        raise RayBuildError(f"the Ray build failed on a worker: {exc}") from None
+
+
+# ---- the build ------------------------------------------------------------------------------
+
+@dataclass
+class RayBuild:
+    change: idx.Change
+    errors: list[ReadError]
+    workers: int
+
+
+def _workers(ray) -> int:
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def build(root: Path, paths: list[Path], embedder: Embedder, settings: Settings,
+          address: str | None = None, wait: float = 0.0) -> RayBuild:
+    """A whole new index of the reports under `paths`, made on Ray; what a single-process
+    build of the same reports makes (same doc_ids, chunks, tokens; vectors within float
+    tolerance), committed the same way: one segment, one manifest swap."""
+    session = connect(address)
+    try:
+        ray = session.ray
+        workers = _workers(ray)
+        docs, errors, found = load_on_ray(ray, paths, workers)
+        unique, dups = idx._dedupe(idx._absolute(docs), {})
+        if not unique:
+            raise idx.IndexError_(_nothing(paths, errors))
+        lexicon = sorted({s for d in unique for s in found[d.doc_id]})
+        manifest = idx._new_manifest(embedder, settings, [idx._source_key(str(p))
+                                                          for p in paths])
+        limit = min(settings.chunk_max_chars, embedder.max_chars)
+        with store.writer_lock(root, wait):
+            chunks = chunk_on_ray(ray, unique, limit, settings.chunk_overlap_chars, workers)
+            made = embed_on_ray(ray, chunks, embedder, settings, lexicon, workers)
+            change = idx.adopt(root, manifest, unique, made.chunks, made.vectors, made.tokens,
+                               lexicon, settings)
+        change.duplicates = dups
+        return RayBuild(change, errors, workers)
+    finally:
+        session.close()
+
+
+def _nothing(paths: list[Path], errors: list[ReadError]) -> str:
+    from policyrag.engine import _nothing
+
+    return _nothing("index", paths, errors)
+
+
+def build_with_engine(engine: Engine, paths: list[Path], address: str | None,
+                      wait: float = 0.0) -> tuple[str | None, list[ReadError]]:
+    """`Engine.build` on Ray: the CLI's `policyrag index build --ray`."""
+    from policyrag.engine import _duplicates
+
+    embedder = engine._writer_embedder(engine.requested_model or engine.settings.model)
+    done = build(engine.root, paths, embedder, engine.settings, address, wait)
+    engine._committed(embedder)
+    return done.change.generation, done.errors + _duplicates(done.change)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import socket
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -417,7 +418,19 @@ def _run(ds):
 class RayBuild:
     change: idx.Change
     errors: list[ReadError]
-    workers: int
+    workers: int  # CPUs of the cluster
+    seconds: dict[str, float]  # by stage: connect, read, chunk, embed, commit
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 2)
+        self._last = now
 
 
 def _workers(ray) -> int:
@@ -429,11 +442,14 @@ def build(root: Path, paths: list[Path], embedder: Embedder, settings: Settings,
     """A whole new index of the reports under `paths`, made on Ray; what a single-process
     build of the same reports makes (same doc_ids, chunks, tokens; vectors within float
     tolerance), committed the same way: one segment, one manifest swap."""
+    clock = _Clock()
     session = connect(address)
     try:
         ray = session.ray
         workers = _workers(ray)
+        clock.lap("connect")
         docs, errors, found = load_on_ray(ray, paths, workers)
+        clock.lap("read")
         unique, dups = idx._dedupe(idx._absolute(docs), {})
         if not unique:
             raise idx.IndexError_(_nothing(paths, errors))
@@ -443,11 +459,14 @@ def build(root: Path, paths: list[Path], embedder: Embedder, settings: Settings,
         limit = min(settings.chunk_max_chars, embedder.max_chars)
         with store.writer_lock(root, wait):
             chunks = chunk_on_ray(ray, unique, limit, settings.chunk_overlap_chars, workers)
+            clock.lap("chunk")
             made = embed_on_ray(ray, chunks, embedder, settings, lexicon, workers)
+            clock.lap("embed")
             change = idx.adopt(root, manifest, unique, made.chunks, made.vectors, made.tokens,
                                lexicon, settings)
+            clock.lap("commit")
         change.duplicates = dups
-        return RayBuild(change, errors, workers)
+        return RayBuild(change, errors, workers, clock.laps)
     finally:
         session.close()
 

@@ -71,7 +71,7 @@ def test_ray_reads_the_reports_load_documents_reads(local_ray, inputs):
     from policyrag.index import raybuild
 
     docs, errors = load_documents(inputs)
-    on_ray, ray_errors, found = raybuild.load_on_ray(ray, inputs, workers=2)
+    on_ray, ray_errors, found = raybuild.load_on_ray(raybuild.connect(None), inputs, workers=2)
     assert [d.to_dict() for d in on_ray] == [d.to_dict() for d in docs]
     assert [(type(e), str(e)) for e in ray_errors] == [(type(e), str(e)) for e in errors]
     # ids settled across files: a same-named file's, and one its front matter claimed

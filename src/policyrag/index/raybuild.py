@@ -32,7 +32,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -64,6 +64,9 @@ INSTALL = "pip install 'policyrag[ray]'"
 # How long the driver waits for ADDRESS to answer before saying it cannot connect (Ray's own
 # connection attempts retry for half a minute or more).
 CONNECT_SECONDS = 5.0
+AUTH_HINT = ("If the cluster uses token authentication (clusters started by `ray start` do "
+             "by default), set RAY_AUTH_MODE=token here and give its token (the head's "
+             "~/.ray/auth_token, or RAY_AUTH_TOKEN; `ray get-auth-token` prints it)")
 # A doc_id no report can have: what a worker passes for "not given by the report itself".
 _UNSET = "\0policyrag-unset"
 
@@ -121,8 +124,11 @@ def _probe(address: str) -> None:
 @dataclass
 class Session:
     """A connection to Ray, and whether this build started it (then it also shuts it down)."""
-    ray: object
+    ray: Any
     started: bool
+    # Through Ray Client (ray://): Ray Data cannot drive a pipeline from a client, so each
+    # stage's pipeline is driven by a task on the cluster (see collect).
+    client: bool = False
 
     def close(self) -> None:
         if self.started:
@@ -136,13 +142,19 @@ def connect(address: str | None) -> Session:
     if address:
         _probe(address)
     if ray.is_initialized():
-        return Session(ray, False)
+        return Session(ray, False, _is_client(ray))
     try:
         ray.init(address=address or None, include_dashboard=False)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        raise RayBuildError(f"cannot connect to {where}: {exc}") from None
-    return Session(ray, True)
+        raise RayBuildError(f"cannot connect to {where}: {exc}. {AUTH_HINT}") from None
+    return Session(ray, True, _is_client(ray))
+
+
+def _is_client(ray) -> bool:
+    from ray.util.client import ray as client
+
+    return client.is_connected()
 
 
 # ---- stage 1: read + clean -------------------------------------------------------------------
@@ -273,18 +285,16 @@ def settle(entries: list[Entry], results: dict[int, dict], errors: list[ReadErro
     return docs, errors, found
 
 
-def load_on_ray(ray, paths: list[Path], workers: int
+def load_on_ray(session: Session, paths: list[Path], workers: int
                 ) -> tuple[list[Document], list[ReadError], dict[str, list[str]]]:
     """Stage 1: the reports under `paths`, read and cleaned by Ray workers."""
     entries, errors = plan(paths)
     items = [e.item for e in entries if e.item is not None]
-    results: dict[int, dict] = {}
-    if items:
-        ds = ray.data.from_items(items, override_num_blocks=min(len(items), workers * 4))
-        for batch in _run(ds.map_batches(read_batch, batch_format="numpy", num_cpus=1)):
-            for seq, doc, error, found in zip(batch["seq"], batch["doc"], batch["error"],
-                                              batch["slogans"], strict=True):
-                results[int(seq)] = {"doc": doc, "error": error, "slogans": found}
+    cols = collect(session, "read", items, workers)
+    results = {int(seq): {"doc": doc, "error": error, "slogans": found}
+               for seq, doc, error, found in zip(cols.get("seq", []), cols.get("doc", []),
+                                                 cols.get("error", []), cols.get("slogans", []),
+                                                 strict=True)}
     return settle(entries, results, errors)
 
 
@@ -356,26 +366,21 @@ def _blocks(n: int, workers: int, most: int = 64) -> tuple[int, int]:
     return per, max(1, -(-n // per))
 
 
-def chunk_on_ray(ray, docs: list[Document], limit: int, overlap: int,
+def chunk_on_ray(session: Session, docs: list[Document], limit: int, overlap: int,
                  workers: int) -> list[Chunk]:
     """Stage 2a: every report's chunks, in the order a build writes them."""
     items = [{"seq": i, "doc_id": d.doc_id, "text": d.text} for i, d in enumerate(docs)]
-    per, blocks = _blocks(len(items), workers)
-    ds = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
-        chunk_batch, batch_size=per, batch_format="numpy", num_cpus=1,
-        fn_kwargs={"limit": limit, "overlap": overlap})
-    parts = list(_run(ds))
-    if not parts:
+    cols = collect(session, "chunk", items, workers, limit=limit, overlap=overlap)
+    if not cols:
         return []
-    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     order = np.lexsort((cols["n"], cols["seq"]))
     return [Chunk(str(cid), docs[s].doc_id, int(a), int(e), docs[s].text[int(a):int(e)])
             for cid, s, a, e in zip(cols["chunk_id"][order], cols["seq"][order],
                                     cols["start"][order], cols["end"][order], strict=True)]
 
 
-def embed_on_ray(ray, chunks: list[Chunk], embedder: Embedder, settings: Settings,
-                 lexicon: list[str], workers: int) -> Embedded:
+def embed_on_ray(session: Session, chunks: list[Chunk], embedder: Embedder,
+                 settings: Settings, lexicon: list[str], workers: int) -> Embedded:
     """Stage 2b: the chunks' BM25 tokens and vectors, in batches as a build makes them."""
     size = settings.batch_size
     items = [{"b": b, "ids": json.dumps([c.chunk_id for c in chunks[s:s + size]]),
@@ -383,33 +388,65 @@ def embed_on_ray(ray, chunks: list[Chunk], embedder: Embedder, settings: Setting
              for b, s in enumerate(range(0, len(chunks), size))]
     if not items:
         return Embedded([], np.zeros((0, embedder.dim), np.float32), [])
-    per, blocks = _blocks(len(items), workers, most=8)
-    ds = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
-        EmbedBatches, batch_size=per, batch_format="numpy", num_cpus=1,
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
-        fn_constructor_kwargs={"model": embedder.name, "revision": embedder.revision,
-                               "version": __version__, "settings": settings,
-                               "lexicon": lexicon, "threads": 1})
-    parts = list(_run(ds))
-    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    cols = collect(session, "embed", items, workers, model=embedder.name,
+                   revision=embedder.revision, version=__version__, settings=settings,
+                   lexicon=lexicon, threads=1)
     order = np.lexsort((cols["i"], cols["b"]))
     return Embedded(chunks, np.ascontiguousarray(cols["vector"][order], dtype=np.float32),
                     [str(t) for t in cols["tokens"][order]])
 
 
-def _run(ds):
-    """The dataset's batches, with a worker's failure told as what went wrong there."""
+def _stage(ds, stage: str, per: int, workers: int, kwargs: dict):
+    """The map_batches of one stage."""
+    import ray.data
+
+    if stage == "read":
+        return ds.map_batches(read_batch, batch_size=per, batch_format="numpy", num_cpus=1)
+    if stage == "chunk":
+        return ds.map_batches(chunk_batch, batch_size=per, batch_format="numpy", num_cpus=1,
+                              fn_kwargs=kwargs)
+    return ds.map_batches(EmbedBatches, batch_size=per, batch_format="numpy", num_cpus=1,
+                          compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
+                          fn_constructor_kwargs=kwargs)
+
+
+def pipeline(stage: str, items: list[dict], workers: int, kwargs: dict
+             ) -> dict[str, np.ndarray]:
+    """One stage run to its end as Ray Data: its output columns, concatenated."""
+    import ray.data
+
+    per, blocks = _blocks(len(items), workers, most=8 if stage == "embed" else 64)
+    ds = _stage(ray.data.from_items(items, override_num_blocks=blocks), stage, per, workers,
+                kwargs)
+    parts = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
+
+
+def collect(session: Session, stage: str, items: list[dict], workers: int,
+            **kwargs) -> dict[str, np.ndarray]:
+    """`pipeline` here, or through Ray Client in a task on the cluster; a worker's failure
+    told as what went wrong there."""
     from ray.exceptions import RayError
 
+    if not items:
+        return {}
     try:
-        yield from ds.iter_batches(batch_size=None, batch_format="numpy")
+        if session.client:
+            driver = session.ray.remote(num_cpus=0)(pipeline)
+            return session.ray.get(driver.remote(stage, items, workers, kwargs))
+        return pipeline(stage, items, workers, kwargs)
     except RayError as exc:
-        cause = getattr(exc, "cause", None)
-        while cause is not None and not isinstance(cause, RayBuildError):
-            cause = getattr(cause, "cause", None) or cause.__cause__
-        if isinstance(cause, RayBuildError):
-            raise RayBuildError(str(cause)) from None
-        raise RayBuildError(f"the Ray build failed on a worker: {exc}") from None
+        raise RayBuildError(_worker_failure(exc)) from None
+
+
+def _worker_failure(exc: BaseException) -> str:
+    """Our own message when a worker raised a RayBuildError (Ray wraps it, in a failed actor
+    start several times over, keeping its text), else Ray's account of the failure."""
+    text = str(exc)
+    mark = f"{RayBuildError.__name__}: "
+    if mark in text:
+        return text[text.rindex(mark) + len(mark):].splitlines()[0]
+    return f"the Ray build failed on a worker: {text}"
 
 
 # ---- the build ------------------------------------------------------------------------------
@@ -445,10 +482,9 @@ def build(root: Path, paths: list[Path], embedder: Embedder, settings: Settings,
     clock = _Clock()
     session = connect(address)
     try:
-        ray = session.ray
-        workers = _workers(ray)
+        workers = _workers(session.ray)
         clock.lap("connect")
-        docs, errors, found = load_on_ray(ray, paths, workers)
+        docs, errors, found = load_on_ray(session, paths, workers)
         clock.lap("read")
         unique, dups = idx._dedupe(idx._absolute(docs), {})
         if not unique:
@@ -458,9 +494,10 @@ def build(root: Path, paths: list[Path], embedder: Embedder, settings: Settings,
                                                           for p in paths])
         limit = min(settings.chunk_max_chars, embedder.max_chars)
         with store.writer_lock(root, wait):
-            chunks = chunk_on_ray(ray, unique, limit, settings.chunk_overlap_chars, workers)
+            chunks = chunk_on_ray(session, unique, limit, settings.chunk_overlap_chars,
+                                  workers)
             clock.lap("chunk")
-            made = embed_on_ray(ray, chunks, embedder, settings, lexicon, workers)
+            made = embed_on_ray(session, chunks, embedder, settings, lexicon, workers)
             clock.lap("embed")
             change = idx.adopt(root, manifest, unique, made.chunks, made.vectors, made.tokens,
                                lexicon, settings)

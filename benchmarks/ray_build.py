@@ -72,7 +72,8 @@ def w_ray(a: dict) -> dict:
     embedder = load_embedder()
     assert embedder.dim
     t0 = time.perf_counter()
-    ray.init(num_cpus=a["cpus"], include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=a["cpus"], include_dashboard=False,
+             log_to_driver=False)
     started = time.perf_counter() - t0
     t1 = time.perf_counter()
     done = raybuild.build(Path(a["root"]), [Path(p) for p in a["paths"]], embedder, Settings())

@@ -26,7 +26,7 @@ QUERIES = ["招商引资", "路桥如何吸引民间投资？", "共同富裕示
 @pytest.fixture(scope="module")
 def local_ray():
     """A local Ray instance with 2 CPUs, shut down after this file's tests."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

@@ -144,7 +144,9 @@ def connect(address: str | None) -> Session:
     if ray.is_initialized():
         return Session(ray, False, _is_client(ray))
     try:
-        ray.init(address=address or None, include_dashboard=False)
+        # "local": a new instance even when `ray start` left one running here (--ray auto
+        # joins that one).
+        ray.init(address=address or "local", include_dashboard=False)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         raise RayBuildError(f"cannot connect to {where}: {exc}. {AUTH_HINT}") from None

@@ -34,14 +34,17 @@ def local_ray():
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory, seed_copy) -> list[Path]:
     """The seeds, and what makes doc_ids and duplicates interesting: a same-named copy of a seed
-    in another folder, a report whose front matter claims a seed's doc_id, and a collection
-    with a bad line."""
+    in another folder, a report whose front matter claims a seed's doc_id (and whose sidecar
+    sets metadata), and a collection with a bad line."""
     extra = tmp_path_factory.mktemp("extra")
     first = sorted(seed_copy.glob("*.txt"))[0]
     (extra / "copies").mkdir()
     shutil.copy(first, extra / "copies" / first.name)
     (extra / "claims.md").write_text(f"---\ndoc_id: {first.stem}\n---\n" + report("海岛花园"),
                                      encoding="utf-8")
+    (extra / "metadata.toml").write_text('["claims.md"]\ntitle = "海岛花园建设推进会"\n'
+                                         'locality = "温岭市"\nreviewed = true\n',
+                                         encoding="utf-8")
     coll = tmp_path_factory.mktemp("coll") / "more.jsonl.gz"
     rows = [{"id": "reg-1", "title": "温州市烟花爆竹安全管理条例", "doc_type": "regulation",
              "text": "第一条 为了加强烟花爆竹安全管理,预防安全事故,制定本条例。\n第二条 下列场所"
@@ -77,6 +80,8 @@ def test_ray_reads_the_reports_load_documents_reads(local_ray, inputs):
     # ids settled across files: a same-named file's, and one its front matter claimed
     first = sorted(inputs[0].glob("*.txt"))[0].stem
     assert len([d for d in on_ray if d.doc_id.startswith(f"{first}-")]) == 2
+    claimed = next(d for d in on_ray if d.source.endswith("claims.md"))
+    assert claimed.locality == "温岭市" and claimed.extra == {"reviewed": True}
     assert "山海协作" in found["note-2"]
 
 

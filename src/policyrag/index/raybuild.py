@@ -27,6 +27,7 @@ Ray does the distribution: no scheduler, queue or RPC of our own.
 from __future__ import annotations
 
 import json
+import pickle
 import socket
 import tempfile
 import time
@@ -200,7 +201,7 @@ def plan(paths: list[Path]) -> tuple[list[Entry], list[ReadError]]:
         entries.append(Entry(path, item={"kind": "file", "path": str(path),
                                          "where": str(path), "data": data,
                                          "text": "", "doc_id": "",
-                                         "overrides": json.dumps(overrides, ensure_ascii=False)}))
+                                         "overrides": pickle.dumps(overrides)}))
     for seq, entry in enumerate(entries):
         if entry.item is not None:
             entry.item["seq"] = seq
@@ -209,8 +210,7 @@ def plan(paths: list[Path]) -> tuple[list[Entry], list[ReadError]]:
 
 def _row_item(path: Path, row: CollectionRow) -> dict:
     return {"kind": "row", "path": str(path), "where": str(row.where), "data": b"",
-            "text": row.text,
-            "doc_id": row.doc_id, "overrides": json.dumps(row.overrides, ensure_ascii=False)}
+            "text": row.text, "doc_id": row.doc_id, "overrides": pickle.dumps(row.overrides)}
 
 
 def _read_file(path: Path, data: bytes, overrides: dict) -> Document:
@@ -229,12 +229,15 @@ def _read_file(path: Path, data: bytes, overrides: dict) -> Document:
 
 
 def read_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Stage 1 on a worker: inputs to Documents (as JSON) and their slogans, or errors."""
+    """Stage 1 on a worker: inputs to Documents and their slogans, or errors.
+
+    Documents and overrides travel pickled: a sidecar's TOML may hold dates, which must
+    arrive as the single-process build sees them."""
     docs, errors, found = [], [], []
     for kind, path, where, data, text, doc_id, given in zip(
             batch["kind"], batch["path"], batch["where"], batch["data"], batch["text"],
             batch["doc_id"], batch["overrides"], strict=True):
-        overrides = json.loads(given)
+        overrides = pickle.loads(given)
         try:
             if kind == "row":
                 doc = collection_document(Path(path), CollectionRow(Path(where), doc_id, text,
@@ -242,11 +245,11 @@ def read_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             else:
                 doc = _read_file(Path(path), bytes(data), overrides)
         except ReadError as exc:
-            docs.append("")
+            docs.append(b"")
             errors.append(json.dumps([str(exc.path), exc.reason], ensure_ascii=False))
             found.append("[]")
             continue
-        docs.append(json.dumps(doc.to_dict(), ensure_ascii=False))
+        docs.append(pickle.dumps(doc))
         errors.append("")
         found.append(json.dumps(slogans([doc.text]), ensure_ascii=False))
     return {"seq": batch["seq"], "doc": np.array(docs, dtype=object),
@@ -274,7 +277,7 @@ def settle(entries: list[Entry], results: dict[int, dict], errors: list[ReadErro
             where, reason = json.loads(got["error"])
             errors.append(ReadError(Path(where), reason))
             continue
-        doc = Document.from_dict(json.loads(got["doc"]))
+        doc: Document = pickle.loads(got["doc"])
         if doc.doc_id == _UNSET:
             doc.doc_id = _unique_id(entry.path, seen)
         if entry.row is None and doc.doc_id in seen:  # given twice by front matter or sidecar

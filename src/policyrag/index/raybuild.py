@@ -1,16 +1,17 @@
 """`policyrag index build --ray [ADDRESS]`: read → clean → chunk → embed as Ray Data over a
 Ray cluster, adopted by the index in one atomic commit.
 
-Two Ray Data stages, with the driver between them:
+Three Ray Data stages (`map_batches`), the driver between them:
 
 1. read + clean (tasks): each file's bytes, or each line of a JSON Lines collection, becomes a
-   Document and its quoted slogans.
-2. chunk + tokenise + embed (an actor pool, one model load per actor): each report becomes its
-   chunk rows, BM25 tokens and vectors.
-
-Between the two the driver does what needs every report at once and costs little: doc_ids in
-file order (as load_documents gives them), duplicates (as build does), and the index-wide slogan
-lexicon that BM25 tokens depend on (the union of the per-report slogans stage 1 found).
+   Document and its quoted slogans. The driver then does what needs every report and costs
+   little: doc_ids in file order (as load_documents gives them), duplicates (as build does),
+   and the index-wide slogan lexicon that BM25 tokens depend on (the union of the slogans
+   stage 1 found).
+2. chunk (tasks): each report becomes its chunk rows.
+3. tokenise + embed (an actor pool, so each worker loads the model once): BM25 tokens and
+   vectors of the chunks, in exactly the batches a single-process build forms, since the
+   packaged int8 model's vectors depend on the rest of the batch.
 
 Where data lives: files go to the workers as bytes and rows come back as arrays, both through
 Ray's object store, and the driver writes the segment into the commit's temporary generation
@@ -21,7 +22,8 @@ reports' bytes and the index's vectors (2 kB a chunk with the 512-dim default mo
 needs anyway to serve the index. Every node needs policyrag[ray] installed, with the same
 model; each worker checks that it has the model revision the driver has.
 
-Ray does the distribution: no scheduler, queue or RPC of our own.
+Through Ray Client (ray://HEAD:10001) a task on the cluster drives each stage, as Ray Data
+cannot drive one from a client. Ray does the distribution: no scheduler, queue or RPC of ours.
 """
 
 from __future__ import annotations

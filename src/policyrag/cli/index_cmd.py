@@ -30,7 +30,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="read, clean, chunk and embed on a Ray cluster (pip install "
                         "'policyrag[ray]'): ADDRESS as Ray takes it (ray://HEAD:10001, "
-                        "HEAD:6379, auto); without it, a local Ray instance on every core")
+                        "HEAD:6379, auto); without it, a local Ray instance on every core "
+                        "(a value without a colon is taken as a path)")
     p.set_defaults(func=cmd_build)
 
     p = isub.add_parser("add", parents=[common, writer],

@@ -18,8 +18,8 @@ Ray's object store, and the driver writes the segment into the commit's temporar
 folder and swaps the manifest, as a single-process build does. So the cluster needs no shared
 filesystem: neither the reports nor the index folder need be visible from the workers, and an
 index is never half-written by a worker that died. The price is that the driver holds the
-reports' bytes and the index's vectors (2 kB a chunk with the 512-dim default model), which it
-needs anyway to serve the index. Every node needs policyrag[ray] installed, with the same
+reports' bytes and the index's vectors (2 kB a chunk with the 512-dim default model), as a
+single-process build holds them. Every node needs policyrag[ray] installed, with the same
 model; each worker checks that it has the model revision the driver has.
 
 Through Ray Client (ray://HEAD:10001) a task on the cluster drives each stage, as Ray Data

@@ -27,6 +27,11 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                                     "is complete.")
     p.add_argument("paths", nargs="*", type=Path, metavar="PATHS",
                    help="files or folders (default: seeds/)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="read, clean, chunk and embed on a Ray cluster (pip install "
+                        "'policyrag[ray]'): ADDRESS as Ray takes it (ray://HEAD:10001, "
+                        "HEAD:6379, auto); without it, a local Ray instance on every core "
+                        "(a value without a colon is taken as a path)")
     p.set_defaults(func=cmd_build)
 
     p = isub.add_parser("add", parents=[common, writer],
@@ -106,8 +111,15 @@ def _report_errors(errors) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     engine = _engine(args)
-    paths = args.paths or [engine.settings.seeds_dir]
-    gen, errors = engine.build(paths, args.wait)
+    if args.ray is not None:
+        from policyrag.index import raybuild
+
+        address, more = raybuild.split_address(args.ray)
+        paths = [*more, *args.paths] or [engine.settings.seeds_dir]
+        gen, errors = raybuild.build_with_engine(engine, paths, address, args.wait)
+    else:
+        paths = args.paths or [engine.settings.seeds_dir]
+        gen, errors = engine.build(paths, args.wait)
     status = _report_errors(errors)
     info = engine.info()
     m = info["manifest"]

@@ -80,6 +80,9 @@ class OnnxStringEmbedder:
         self.path = path
         self.name = name or f"onnx:{path}"
         self._max_chars = max_chars
+        # None: every core. A Ray worker sets the CPUs Ray gave it, so that workers sharing a
+        # machine do not each start a thread per core (raybuild.py).
+        self.threads: int | None = None
 
     @cached_property
     def session(self):
@@ -88,7 +91,7 @@ class OnnxStringEmbedder:
 
         options = ort.SessionOptions()
         options.register_custom_ops_library(get_library_path())
-        options.intra_op_num_threads = os.cpu_count() or 1
+        options.intra_op_num_threads = self.threads or os.cpu_count() or 1
         return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
 
     @cached_property

@@ -112,6 +112,49 @@ def _collection_lines(path: Path) -> Iterator[tuple[int, str]]:
         yield from enumerate(fh, 1)
 
 
+@dataclass
+class CollectionRow:
+    """One line of a collection, parsed but not yet made a Document."""
+    where: Path  # `path:line`, how errors name it
+    doc_id: str
+    text: str
+    overrides: dict[str, object]
+
+
+def collection_rows(path: Path) -> Iterator[CollectionRow | ReadError]:
+    """Each non-blank line of a collection, parsed; a line that is no text object is an error."""
+    try:
+        for n, line in _collection_lines(path):
+            if not line.strip():
+                continue
+            where = Path(f"{path}:{n}")
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield ReadError(where, f"not valid JSON ({exc.msg})")
+                continue
+            text = row.get("text") if isinstance(row, dict) else None
+            if not isinstance(text, str):
+                yield ReadError(where, 'expected an object with a "text" string')
+                continue
+            doc_id = str(row.get("id") or row.get("doc_id") or f"{path.name}-{n}")
+            overrides = {k: v for k, v in row.items()
+                         if k in OVERRIDABLE and k != "doc_id" and v not in (None, "")}
+            yield CollectionRow(where, doc_id, text, overrides)
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        yield ReadError(path, f"cannot read the collection: {exc}")
+
+
+def collection_document(path: Path, row: CollectionRow) -> Document:
+    """The report on one line of the collection `path`; a ReadError naming the line if none."""
+    try:
+        return make_document(Path(f"{path}#{row.doc_id}"), row.text, row.doc_id, row.overrides)
+    except ReadError as exc:
+        raise ReadError(row.where, exc.reason) from None
+    except ValueError as exc:  # a metadata field with a value it cannot take
+        raise ReadError(row.where, str(exc)) from None
+
+
 def read_collection(path: Path, seen_ids: dict[str, str]
                     ) -> tuple[list[Document], list[ReadError]]:
     """Each line of a collection becomes a document whose source is `path#id`.
@@ -121,38 +164,20 @@ def read_collection(path: Path, seen_ids: dict[str, str]
     """
     docs: list[Document] = []
     errors: list[ReadError] = []
-    try:
-        for n, line in _collection_lines(path):
-            if not line.strip():
-                continue
-            where = Path(f"{path}:{n}")
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                errors.append(ReadError(where, f"not valid JSON ({exc.msg})"))
-                continue
-            text = row.get("text") if isinstance(row, dict) else None
-            if not isinstance(text, str):
-                errors.append(ReadError(where, 'expected an object with a "text" string'))
-                continue
-            doc_id = str(row.get("id") or row.get("doc_id") or f"{path.name}-{n}")
-            if doc_id in seen_ids:
-                errors.append(ReadError(where, f"duplicate id {doc_id!r}; skipped"))
-                continue
-            overrides = {k: v for k, v in row.items()
-                         if k in OVERRIDABLE and k != "doc_id" and v not in (None, "")}
-            try:
-                doc = make_document(Path(f"{path}#{doc_id}"), text, doc_id, overrides)
-            except ReadError as exc:
-                errors.append(ReadError(where, exc.reason))
-                continue
-            except ValueError as exc:  # a metadata field with a value it cannot take
-                errors.append(ReadError(where, str(exc)))
-                continue
-            seen_ids[doc_id] = doc.source
-            docs.append(doc)
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
-        errors.append(ReadError(path, f"cannot read the collection: {exc}"))
+    for row in collection_rows(path):
+        if isinstance(row, ReadError):
+            errors.append(row)
+            continue
+        if row.doc_id in seen_ids:
+            errors.append(ReadError(row.where, f"duplicate id {row.doc_id!r}; skipped"))
+            continue
+        try:
+            doc = collection_document(path, row)
+        except ReadError as exc:
+            errors.append(exc)
+            continue
+        seen_ids[row.doc_id] = doc.source
+        docs.append(doc)
     return docs, errors
 
 

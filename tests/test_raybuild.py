@@ -1,0 +1,132 @@
+"""`policyrag index build --ray`: the index Ray makes is the one a single-process build makes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from policyrag.cli import main
+from policyrag.config import Settings
+from policyrag.index import lifecycle as index
+from policyrag.ingest.documents import load_documents
+from tests.conftest import report
+
+ray = pytest.importorskip("ray", reason="the ray extra: pip install -e .[ray]")
+
+QUERIES = ["招商引资", "路桥如何吸引民间投资？", "共同富裕示范区建设", "数字经济", "燃放烟花爆竹"]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray instance with 2 CPUs, shut down after this file's tests."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, seed_copy) -> list[Path]:
+    """The seeds, and what makes doc_ids and duplicates interesting: a same-named copy of a seed
+    in another folder, a report whose front matter claims a seed's doc_id (and whose sidecar
+    sets metadata), and a collection with a bad line."""
+    extra = tmp_path_factory.mktemp("extra")
+    first = sorted(seed_copy.glob("*.txt"))[0]
+    (extra / "copies").mkdir()
+    shutil.copy(first, extra / "copies" / first.name)
+    (extra / "claims.md").write_text(f"---\ndoc_id: {first.stem}\n---\n" + report("海岛花园"),
+                                     encoding="utf-8")
+    (extra / "metadata.toml").write_text('["claims.md"]\ntitle = "海岛花园建设推进会"\n'
+                                         'locality = "温岭市"\nreviewed = true\n',
+                                         encoding="utf-8")
+    coll = tmp_path_factory.mktemp("coll") / "more.jsonl.gz"
+    rows = [{"id": "reg-1", "title": "温州市烟花爆竹安全管理条例", "doc_type": "regulation",
+             "text": "第一条 为了加强烟花爆竹安全管理,预防安全事故,制定本条例。\n第二条 下列场所"
+                     "禁止燃放烟花爆竹:(一)国家机关办公场所;(二)车站、码头等交通枢纽。\n"},
+            {"text": "   "},
+            {"id": "note-2", "text": report("“山海协作”飞地园区")}]
+    with gzip.open(coll, "wt", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    return [seed_copy, extra, coll]
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory, inputs, embedder) -> Path:
+    """The same inputs built in one process, as `policyrag index build` does."""
+    root = tmp_path_factory.mktemp("single") / "idx"
+    docs, _ = load_documents(inputs)
+    index.build(root, docs, embedder, Settings(), [str(p) for p in inputs])
+    return root
+
+
+def _open(root: Path, embedder) -> index.Index:
+    return index.open_index(root, embedder)
+
+
+def test_ray_reads_the_reports_load_documents_reads(local_ray, inputs):
+    """Stage 1 on Ray workers gives the same reports, doc_ids and messages, in the same order."""
+    from policyrag.index import raybuild
+
+    docs, errors = load_documents(inputs)
+    on_ray, ray_errors, found = raybuild.load_on_ray(raybuild.connect(None), inputs, workers=2)
+    assert [d.to_dict() for d in on_ray] == [d.to_dict() for d in docs]
+    assert [(type(e), str(e)) for e in ray_errors] == [(type(e), str(e)) for e in errors]
+    # ids settled across files: a same-named file's, and one its front matter claimed
+    first = sorted(inputs[0].glob("*.txt"))[0].stem
+    assert len([d for d in on_ray if d.doc_id.startswith(f"{first}-")]) == 2
+    claimed = next(d for d in on_ray if d.source.endswith("claims.md"))
+    assert claimed.locality == "温岭市" and claimed.extra == {"reviewed": True}
+    assert "山海协作" in found["note-2"]
+
+
+def test_cli_build_on_ray_equals_a_single_process_build(local_ray, inputs, single, embedder,
+                                                        tmp_path, capsys):
+    root = tmp_path / "ray-idx"
+    # `--ray PATH`: a path, not an address, so a local instance (here: the 2-CPU one above)
+    rc = main(["index", "build", "--index", str(root), "--ray", *map(str, inputs)])
+    out, err = capsys.readouterr()
+    assert rc == 1  # the collection's blank line is skipped and named, as without --ray
+    assert "more.jsonl.gz:2" in err and "duplicate" in err
+    assert out.startswith(f"built {root}")
+
+    want, got = _open(single, embedder), _open(root, embedder)
+    assert {k: d.to_dict() for k, d in got.documents.items()} == \
+        {k: d.to_dict() for k, d in want.documents.items()}
+    assert [asdict(c) for c in got.chunks] == [asdict(c) for c in want.chunks]
+    assert got.tokens == want.tokens
+    assert got.lexicon == want.lexicon and "山海协作" in got.lexicon
+    assert got.manifest.sources == want.manifest.sources
+    assert got.manifest.corpus_fingerprint == want.manifest.corpus_fingerprint
+    assert np.allclose(got.matrix(), want.matrix(), atol=1e-5)
+
+    from policyrag.engine import Engine
+
+    engines = []
+    for r in (single, root):
+        eng = Engine(r)
+        eng._embedder = embedder
+        engines.append(eng)
+    for q in QUERIES:
+        a, b = (e.search(q, 10) for e in engines)
+        assert [h.chunk_id for h in a] == [h.chunk_id for h in b], q
+
+    assert main(["index", "verify", "--index", str(root)]) == 0
+
+
+def test_cli_says_what_is_wrong_with_ray(tmp_path, seed_copy, capsys, monkeypatch):
+    root = tmp_path / "idx"
+    rc = main(["index", "build", str(seed_copy), "--index", str(root), "--ray", "127.0.0.1:1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "cannot connect to the Ray cluster at 127.0.0.1:1" in err
+    assert not root.exists()
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
+    rc = main(["index", "build", str(seed_copy), "--index", str(root), "--ray"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "pip install 'policyrag[ray]'" in err

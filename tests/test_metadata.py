@@ -80,6 +80,24 @@ def test_sidecar_overrides_extraction(tmp_path: Path):
     assert doc.date == "2020-12-29" and doc.extra["url"] == "https://example.org/x"
 
 
+def test_bare_toml_dates_in_a_sidecar_are_kept_as_text_and_the_index_builds(tmp_path: Path):
+    from policyrag.config import Settings
+    from policyrag.index.embedding import load_embedder
+    from policyrag.index.lifecycle import build_index, open_index
+
+    (tmp_path / "a.txt").write_text((SEEDS / "004_c93a4296dfa4c8a6.txt").read_text("utf-8"),
+                                    "utf-8")
+    (tmp_path / "metadata.toml").write_text(
+        '["a.txt"]\ndate = 2020-12-29\npublished = 2021-01-05T08:00:00\n', "utf-8")
+    (doc,), errors = load_documents([tmp_path])
+    assert not errors
+    assert doc.date == "2020-12-29" and doc.extra["published"] == "2021-01-05T08:00:00"
+    embedder = load_embedder()
+    build_index(tmp_path / "idx", [doc], embedder, Settings(), [str(tmp_path)])
+    assert open_index(tmp_path / "idx", embedder).documents[doc.doc_id].extra["published"] \
+        == "2021-01-05T08:00:00"
+
+
 def test_bad_sidecar_is_reported_not_fatal(tmp_path: Path):
     (tmp_path / "a.txt").write_text("莲都区召开会议。全区上下要抓好落实。", "utf-8")
     (tmp_path / "metadata.toml").write_text("this is = = not toml", "utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 import tomllib
 import unicodedata
@@ -108,7 +109,20 @@ def read_sidecar(folder: Path) -> dict[str, dict[str, object]]:
         data = tomllib.loads(path.read_text("utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML: {exc}") from exc
-    return {k: v for k, v in data.items() if isinstance(v, dict)}
+    return {k: {key: _plain(value) for key, value in v.items()}
+            for k, v in data.items() if isinstance(v, dict)}
+
+
+def _plain(value: object) -> object:
+    """TOML reads bare dates and times (`published = 2021-01-05`) as Python objects, which
+    the index's JSON rows cannot hold: they are kept as the ISO text the user wrote."""
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def front_matter(text: str) -> tuple[dict[str, str], str]:

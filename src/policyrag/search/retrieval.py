@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-import faiss
 import numpy as np
 
 from policyrag.config import Settings
@@ -117,14 +116,10 @@ class Searcher:
 
     def dense(self, query: str, n: int, rows: np.ndarray | None) -> list[tuple[int, float]]:
         vec = self.embedder.encode([to_simplified(query)], "query")
-        params = None
-        if rows is not None:
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(rows))
         n = min(n, self.index.vectors.ntotal if rows is None else len(rows))
         if n <= 0:
             return []
-        scores, ids = self.index.vectors.search(vec, n, params=params)
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+        return self.index.vectors.search(vec, n, rows, self.settings.ann_exact_rows)
 
     def lexical(self, query: str, n: int, rows: np.ndarray | None) -> list[tuple[int, float]]:
         terms = " ".join([query, *glossary_terms(query)])
@@ -266,7 +261,7 @@ class Searcher:
     def dense_all(self, query: str, rows: np.ndarray) -> np.ndarray:
         """The query's similarity to every row in `rows` (exact, whatever the index type)."""
         vec = self.embedder.encode([to_simplified(query)], "query")[0]
-        return self.index.matrix()[rows] @ vec
+        return self.index.vectors.take(rows) @ vec
 
     def lexical_all(self, query: str, rows: np.ndarray) -> np.ndarray:
         terms = " ".join([query, *glossary_terms(query)])

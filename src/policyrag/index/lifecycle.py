@@ -117,7 +117,7 @@ class Index:
     documents: dict[str, Document]
     chunks: list[Chunk]
     vectors: DenseIndex
-    tokens: list[list[str]]
+    tokens: list[str]  # each chunk's BM25 tokens, space-separated as the chunk store has them
 
     @property
     def lexicon(self) -> tuple[str, ...]:
@@ -368,7 +368,7 @@ class Piece:
     segment: Segment
     docs: list[Document]
     chunks: list[Chunk]
-    tokens: list[list[str]]
+    tokens: list[str]  # each chunk's BM25 tokens, space-separated as the chunk store has them
     vectors: np.ndarray
     flat: faiss.Index | None = None  # the segment's own FAISS index, when all its rows live
     ann: AnnRows | None = None  # set for a segment searched through its approximate index
@@ -397,7 +397,7 @@ def _piece(seg: Segment, part: SegmentRows | Span, previous: Index | None) -> Pi
                        if d["doc_id"] not in removed],
                  [Chunk(r["chunk_id"], r["doc_id"], r["start"], r["end"], r["text"])
                   for r in rows],
-                 [r.get("tokens", "").split() for r in rows],
+                 [r.get("tokens", "") for r in rows],
                  _no_rows(whole.shape[1]) if part.ann is not None
                  else whole if everything else whole[keep],
                  part.vectors if everything else None,
@@ -412,7 +412,7 @@ def _assemble(root: Path, gen: Path, manifest: Manifest, pieces: list[Piece]) ->
     """The live rows of every segment, in segment order: tombstoned ones are never loaded."""
     docs: dict[str, Document] = {}
     chunks: list[Chunk] = []
-    tokens: list[list[str]] = []
+    tokens: list[str] = []
     spans: dict[str, Span] = {}
     parts: list[Part] = []
     flat: list[tuple[Piece, int]] = []  # the pieces searched exactly, and their first row

@@ -128,8 +128,7 @@ class Searcher:
             mask = np.zeros_like(scores, dtype=bool)
             mask[rows] = True
             scores = np.where(mask, scores, 0.0)
-        order = np.argsort(-scores)[:n]
-        return [(int(i), float(scores[i])) for i in order if scores[i] > 0]
+        return top_rows(scores, n)
 
     def search(self, query: str, k: int | None = None, filters: Filters | None = None,
                mode: str | None = None, places: bool = True) -> list[Hit]:
@@ -275,6 +274,16 @@ class Searcher:
 
 
 Ranking = list[tuple[int, float]]
+
+
+def top_rows(scores: np.ndarray, n: int) -> Ranking:
+    """The n best positive scores, best first (ties by row), without sorting every row: at a
+    million chunks a full argsort took longer than the BM25 scoring itself."""
+    rows = np.flatnonzero(scores > 0)
+    if len(rows) > n:
+        rows = rows[np.argpartition(-scores[rows], n - 1)[:n]]
+    order = rows[np.lexsort((rows, -scores[rows]))]
+    return [(int(i), float(scores[i])) for i in order]
 
 
 def _ranks(scores: np.ndarray, group: np.ndarray) -> np.ndarray:

@@ -55,7 +55,7 @@ def segments(root: Path) -> list[dict]:
 def test_a_big_segment_gets_an_ann_index_that_answers_as_the_flat_one(ann_index, index_dir,
                                                                       embedder):
     (seg,) = segments(ann_index)
-    assert seg["ann"].startswith("IVF") and seg["nprobe"] >= 1
+    assert seg["ann"].startswith("IVF")
     assert ANN_FILE in seg["checksums"] and (ann_index / seg["name"] / ANN_FILE).is_file()
     assert ANN_FILE not in segments(index_dir)[0]["checksums"]  # the default stays flat
     approx = Searcher(idx.open_index(ann_index, embedder), embedder, ANN)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import faiss
 import numpy as np
 
-from policyrag.index.ann import selector
+from policyrag.index.ann import probes_for, selector
 
 
 @dataclass
@@ -20,7 +20,7 @@ class Part:
     index: faiss.Index  # flat or IVF, over the part's local ids
     rows: np.ndarray  # the global row of each local id; -1 for a tombstoned one
     vectors: np.ndarray  # (local ids, dim): the part's vectors, often a memory-mapped view
-    nprobe: int = 0  # lists an IVF search probes; 0 for a flat part
+    approximate: bool = False  # an IVF index; else flat
     owner: object = None  # what `vectors` views the memory of, when not `index` itself
     live: np.ndarray = field(init=False)  # the local ids that are not tombstoned
 
@@ -43,35 +43,37 @@ class DenseIndex:
 
     @property
     def approximate(self) -> bool:
-        return any(p.nprobe for p in self.parts)
+        return any(p.approximate for p in self.parts)
 
     def search(self, query: np.ndarray, k: int, rows: np.ndarray | None = None,
-               exact_rows: int = 20_000) -> list[tuple[int, float]]:
-        """The k rows (among `rows`, when given) most similar to `query`, best first; an
-        approximate part left with at most `exact_rows` rows by the filter is scored exactly."""
+               exact_rows: int = 20_000, probe_share: float = 0.2) -> list[tuple[int, float]]:
+        """The k rows (among `rows`, when given) most similar to `query`, best first. An IVF
+        part probes `probe_share` of its lists, or scores its rows exactly when a filter
+        leaves at most `exact_rows` of them."""
         query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.d)
         found: list[tuple[float, int]] = []
         for j, part in enumerate(self.parts):
             local = part.live if rows is None else self._local[rows[self._part[rows] == j]]
             if len(local):
-                found += self._search_part(part, query, k, local, exact_rows)
+                found += self._search_part(part, query, k, local, exact_rows, probe_share)
         found.sort(key=lambda x: -x[0])
         return [(row, score) for score, row in found[:k]]
 
     def _search_part(self, part: Part, query: np.ndarray, k: int, local: np.ndarray,
-                     exact_rows: int) -> list[tuple[float, int]]:
+                     exact_rows: int, probe_share: float) -> list[tuple[float, int]]:
         whole = len(local) == part.index.ntotal
-        if part.nprobe and len(local) <= exact_rows:
+        if part.approximate and len(local) <= exact_rows:
             # Few rows left by a filter: IVF's probed lists could hold fewer than k of them.
             scores = part.vectors[local] @ query[0]
             top = np.argsort(-scores, kind="stable")[:k]
             return [(float(scores[t]), int(part.rows[local[t]])) for t in top]
         sel, _bits = (None, None) if whole else selector(part.index.ntotal, local)
         k = min(k, len(local))
-        if not part.nprobe:
+        if not part.approximate:
             found = self._run(part, query, k, faiss.SearchParameters(sel=sel) if sel else None)
         else:
-            found = self._run(part, query, k, _ivf_params(sel, part.nprobe))
+            nprobe = probes_for(part.index.nlist, probe_share)
+            found = self._run(part, query, k, _ivf_params(sel, nprobe))
             if len(found) < k:
                 # The probed lists held fewer than k of the rows a filter keeps: probe every
                 # list; the selector still skips the other rows' distances.

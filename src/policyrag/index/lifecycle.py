@@ -429,7 +429,7 @@ def _assemble(root: Path, gen: Path, manifest: Manifest, pieces: list[Piece]) ->
         rows = np.full(len(piece.ann.vectors), -1, dtype=np.int64)
         rows[piece.ann.keep] = np.arange(start, start + len(piece.ann.keep))
         parts.append(Part(piece.ann.index, rows, piece.ann.vectors,
-                          piece.segment.nprobe or 1, owner=piece.ann.flat))
+                          approximate=True, owner=piece.ann.flat))
     if flat or not parts:
         if len(flat) == 1 and flat[0][0].flat is not None:
             index = flat[0][0].flat  # no copy

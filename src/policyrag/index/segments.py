@@ -43,10 +43,8 @@ class Segment:
     lexicon: str = ""
     checksums: dict[str, str] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
-    # The FAISS factory string of its approximate index (ann.faiss), "" when it has none, and
-    # how many lists a search probes.
+    # The FAISS factory string of its approximate index (ann.faiss), "" when it has none.
     ann: str = ""
-    nprobe: int = 0
 
     @classmethod
     def from_dict(cls, data: dict) -> Segment:
@@ -97,7 +95,7 @@ def write(folder: Path, name: str, dim: int, docs: list[Document], chunks: list[
         lists = ann.lists_for(len(chunks), settings.ann_lists_per_sqrt)
         index = ann.build(vectors, lists)
         store.write_file_durably(folder / ann.ANN_FILE, faiss.serialize_index(index).tobytes())
-        seg.ann, seg.nprobe = f"IVF{lists},Flat", ann.probes_for(lists, settings.ann_probe_share)
+        seg.ann = f"IVF{lists},Flat"
     seg.checksums = {f: file_checksum(folder / f) for f in seg.files()}
     seg.sizes = {f: (folder / f).stat().st_size for f in seg.files()}
     return seg

@@ -119,7 +119,8 @@ class Searcher:
         n = min(n, self.index.vectors.ntotal if rows is None else len(rows))
         if n <= 0:
             return []
-        return self.index.vectors.search(vec, n, rows, self.settings.ann_exact_rows)
+        return self.index.vectors.search(vec, n, rows, self.settings.ann_exact_rows,
+                                         self.settings.ann_probe_share)
 
     def lexical(self, query: str, n: int, rows: np.ndarray | None) -> list[tuple[int, float]]:
         terms = " ".join([query, *glossary_terms(query)])

@@ -11,10 +11,11 @@
 2. At each `--sizes` a synthetic index (texts recombined from the seeds, random unit vectors;
    synth.py) is written once through the project's own writer (`policyrag.index.build`, which
    builds the IVF index since the segment is past the threshold) into `--workdir` and reused.
-   Each is then opened in a fresh process twice: as before this change (every segment flat,
-   vectors.faiss read whole) and as now (IVF, vectors memory-mapped). Each process prints open
-   time, RSS after opening and after the queries, the BM25 build, and warm p50/p95 of dense
-   search, hybrid search (what `policyrag search` runs) and extractive `ask`.
+   Each is then opened in a fresh process as now (IVF, vectors memory-mapped) and queried;
+   then its vectors.faiss is read whole, as every open did before this change, and the same
+   queries run on that flat index. Printed: open time, RSS, the BM25 postings (size, time to
+   make), and warm p50/p95 of dense, lexical and hybrid search (hybrid is what `policyrag
+   search` runs) and of extractive `ask`, flat and IVF side by side.
 """
 
 from __future__ import annotations
@@ -156,41 +157,54 @@ def synthetic(workdir: Path, n: int, embedder) -> tuple[Path, dict]:
     return root, info
 
 
-def measure_open(root: Path, mode: str) -> dict:
-    """In this (fresh) process: open `root` as `mode` ("flat": as before the change, "ann"),
-    then time queries."""
-    from policyrag.answer.extractive import Answerer
-    from policyrag.engine import Engine
+def measure(root: Path) -> dict:
+    """In this (fresh) process: open `root` (its big segment memory-mapped, searched by IVF),
+    time the queries; then read its vectors.faiss whole, as every open did before this change,
+    and time the same queries on that flat index."""
     from policyrag.index import lifecycle
+    from policyrag.index.dense import DenseIndex, Part
     from policyrag.index.embedding import load_embedder
-    from policyrag.search.retrieval import Searcher
+    from policyrag.index.segments import matrix
 
     faiss.omp_set_num_threads(1)  # one query at a time, as a server answers them
     embedder = load_embedder(SETTINGS.model)
-    if mode == "flat":  # every segment as if it had no approximate index: read whole, flat
-        listed = lifecycle.Manifest.segment_list
-        lifecycle.Manifest.segment_list = lambda self, gen: [
-            replace(s, ann="", nprobe=0) for s in listed(self, gen)]
     before = memory()
     t = time.perf_counter()
     ix = lifecycle.open_index(root, embedder)
-    opened = time.perf_counter() - t
-    out = {"mode": mode, "chunks": len(ix.chunks), "approximate": ix.vectors.approximate,
-           "open_s": round(opened, 2), "memory_before_open": before,
-           "memory_after_open": memory()}
+    out = {"chunks": len(ix.chunks), "open_s": round(time.perf_counter() - t, 2),
+           "memory_before_open": before, "memory_after_open": memory()}
     t = time.perf_counter()
     bm25 = ix.bm25()
     out["bm25_build_s"] = round(time.perf_counter() - t, 2)
     out["bm25_mb"] = round((bm25._csc.data.nbytes + bm25._csc.indices.nbytes
                             + bm25._csc.indptr.nbytes + bm25._norm.nbytes) / 1e6, 1)
+    out["ann"] = queries(ix, embedder, root)
+    (seg,) = ix.manifest.segment_list(ix.generation.name)  # one segment, nothing removed
+    t = time.perf_counter()
+    whole = faiss.read_index(str(root / seg.name / "vectors.faiss"))
+    out["vectors_read_whole_s"] = round(time.perf_counter() - t, 2)
+    out["memory_after_read_whole"] = memory()
+    ix.vectors = DenseIndex([Part(whole, np.arange(whole.ntotal), matrix(whole))], whole.d)
+    out["flat"] = queries(ix, embedder, root)
+    return out
+
+
+def queries(ix, embedder, root: Path) -> dict:
+    """Warm p50/p95 of dense, lexical and hybrid search and of extractive ask."""
+    from policyrag.answer.extractive import Answerer
+    from policyrag.engine import Engine
+    from policyrag.search.retrieval import Searcher
+
     engine = Engine(root, settings=SETTINGS)
     engine._embedder, engine._index = embedder, ix
     searcher = Searcher(ix, embedder, SETTINGS)
     asked = questions(chinese_only=True)
-    out["dense_search"] = timed(lambda q: searcher.search(q, 5, mode="dense", places=False), asked)
-    out["lexical_search"] = timed(lambda q: searcher.search(q, 5, mode="lexical", places=False),
-                                  asked)
-    out["hybrid_search"] = timed(lambda q: searcher.search(q, 5), asked)
+    out = {"approximate": ix.vectors.approximate,
+           "dense_search": timed(lambda q: searcher.search(q, 5, mode="dense", places=False),
+                                 asked),
+           "lexical_search": timed(lambda q: searcher.search(q, 5, mode="lexical",
+                                                             places=False), asked),
+           "hybrid_search": timed(lambda q: searcher.search(q, 5), asked)}
     if ix.vectors.approximate:  # what the probed share costs (recall: on the real vectors)
         out["dense_by_probe_share"] = {}
         for share in (0.05, 0.1, 0.2, 0.3):
@@ -203,12 +217,12 @@ def measure_open(root: Path, mode: str) -> dict:
     return out
 
 
-def run_child(root: Path, mode: str, timeout: float) -> dict:
-    cmd = [sys.executable, __file__, "--child", str(root), mode]
+def run_child(root: Path, timeout: float) -> dict:
+    cmd = [sys.executable, __file__, "--child", str(root)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     if done.returncode:
-        return {"mode": mode, "error": done.stderr.strip().splitlines()[-1:]}
+        return {"error": done.stderr.strip().splitlines()[-1:]}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -226,28 +240,37 @@ def print_recall(r: dict) -> None:
               f"{'  <- chosen' if row['chosen'] else ''}")
 
 
+def pp(t: dict) -> str:
+    return f"{t['p50_ms']:.1f}/{t['p95_ms']:.1f}"
+
+
 def print_scale(rows: list[dict]) -> None:
-    print("\nWarm latency, one query at a time (p50 / p95 ms), open time and memory")
-    head = (f"{'chunks':>8} {'index':<6}{'open s':>7}{'RSS open':>9}{'mapped':>7}{'dense':>14}"
-            f"{'BM25':>14}{'search':>14}{'ask':>16}{'RSS end':>9}{'BM25 MB':>8}{'build s':>8}")
-    print(head)
+    print("\nWarm latency, one query at a time (p50/p95 ms); open time and memory")
+    print(f"{'chunks':>8} {'vectors':<22}{'open s':>7}{'RSS MB':>8}{'dense':>13}{'BM25':>12}"
+          f"{'search':>13}{'ask':>15}")
     for r in rows:
         if "error" in r:
-            print(f"{r.get('chunks', '?'):>8} {r['mode']:<6} failed: {r['error']}")
+            print(f"{r['size']:>8} failed: {r['error']}")
             continue
-        def pp(key, r=r):  # noqa: E306
-            return f"{r[key]['p50_ms']:.1f}/{r[key]['p95_ms']:.1f}"
-        print(f"{r['chunks']:>8} {r['mode']:<6}{r['open_s']:>7}"
-              f"{r['memory_after_open']['rss_mb']:>9.0f}{r['memory_after_open']['file_mb']:>7.0f}"
-              f"{pp('dense_search'):>14}{pp('lexical_search'):>14}{pp('hybrid_search'):>14}"
-              f"{pp('ask'):>16}{r['memory_after_queries']['rss_mb']:>9.0f}{r['bm25_mb']:>8}"
-              f"{r['bm25_build_s']:>8}")
-    print("RSS in MB (open: after opening; mapped: of it, file pages mapped; end: after the "
-          "queries); BM25 build s: the first lexical query's cost (postings made at first use)")
+        opened, read = r["open_s"], r["vectors_read_whole_s"]
+        for label, key, open_s, mem in (
+                ("flat, read whole", "flat", opened + read, r["memory_after_read_whole"]),
+                ("IVF, memory-mapped", "ann", opened, r["memory_after_open"])):
+            q = r[key]
+            print(f"{r['chunks']:>8} {label:<22}{open_s:>7.1f}{mem['rss_mb']:>8.0f}"
+                  f"{pp(q['dense_search']):>13}{pp(q['lexical_search']):>12}"
+                  f"{pp(q['hybrid_search']):>13}{pp(q['ask']):>15}")
+    print("open s: opening the index (flat: plus reading vectors.faiss whole, as every open did "
+          "before); RSS after opening (flat: after that read too)")
     for r in rows:
-        if "dense_by_probe_share" in r:
-            print(f"{r['chunks']:>8} dense search p50 by probed share of the IVF lists: " + ", ".join(
-                f"{share}: {t['p50_ms']:.1f} ms" for share, t in r["dense_by_probe_share"].items()))
+        if "error" in r:
+            continue
+        print(f"{r['chunks']:>8}: BM25 postings {r['bm25_mb']} MB, made in {r['bm25_build_s']} s "
+              f"at the first lexical query; RSS after the queries "
+              f"{r['ann']['memory_after_queries']['rss_mb']:.0f} MB (IVF, of it mapped file "
+              f"pages {r['ann']['memory_after_queries']['file_mb']:.0f})")
+        print(f"{r['chunks']:>8}: IVF dense search p50 by probed share of the lists: " + ", ".join(
+            f"{share}: {t['p50_ms']:.1f} ms" for share, t in r["ann"]["dense_by_probe_share"].items()))
 
 
 def main() -> int:
@@ -257,10 +280,10 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path,
                     default=Path(tempfile.gettempdir()) / "policyrag-ann-bench")
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(measure_open(Path(args.child[0]), args.child[1])))
+        print(json.dumps(measure(args.child)))
         return 0
     faiss.omp_set_num_threads(1)
     figures: dict = {"machine": f"{os.cpu_count()} cores"}
@@ -279,8 +302,7 @@ def main() -> int:
         figures["built"][str(n)] = info
         print(f"\nsynthetic index of {info['chunks']} chunks at {root} (written in "
               f"{info.get('build_s', '?')} s through policyrag.index.build)", flush=True)
-        for mode in ("flat", "ann"):
-            figures["scale"].append({"size": n, **run_child(root, mode, 1200)})
+        figures["scale"].append({"size": n, **run_child(root, 1800)})
     print_scale(figures["scale"])
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, ensure_ascii=False))

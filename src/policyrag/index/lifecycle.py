@@ -385,7 +385,8 @@ def _piece(seg: Segment, part: SegmentRows | Span, previous: Index | None) -> Pi
                                                        part.ann.keep[still], part.ann.flat)
         return Piece(seg, [previous.documents[i] for i in part.doc_ids if i not in removed],
                      [previous.chunks[i] for i in rows], [previous.tokens[i] for i in rows],
-                     _no_rows(previous.vectors.d) if approx else previous.vectors.take(rows),
+                     _no_rows(previous.vectors.d) if approx is not None
+                     else previous.vectors.take(rows),
                      ann=approx)
     keep = part.live_rows()
     rows = [part.chunks[i] for i in keep]

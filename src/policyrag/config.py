@@ -44,6 +44,17 @@ class Settings:
     # merged, and a segment with more than this share of its rows removed is rewritten.
     max_segments: int = 8
     removed_share: float = 0.2
+    # Approximate search (index/ann.py): a segment of at least `ann_min_chunks` rows also gets
+    # an IVF-Flat index with sqrt(rows) * `ann_lists_per_sqrt` lists, of which a search probes
+    # `ann_probe_share`: on the 29k real at-scale vectors that keeps 0.985 of the flat index's
+    # top 10, the smallest share of rows scanned for 0.98 in the sweep (python
+    # benchmarks/ann.py). Below the threshold flat search costs under ~10 ms and is exact; at
+    # 100k it costs ~45 ms, at 1M ~230 ms (2 cores, shared). A filter keeping at most
+    # `ann_exact_rows` rows of a segment is scored exactly instead.
+    ann_min_chunks: int = field(default_factory=lambda: int(_env("ANN_MIN_CHUNKS", "50000")))
+    ann_lists_per_sqrt: float = 2.0
+    ann_probe_share: float = 0.2
+    ann_exact_rows: int = 20_000
     # An answer whose best passages hold under this share of the question's words, and whose
     # BM25 match is weaker than this, is said not to answer (on the seeds, 18% of answerable
     # development questions are flagged and 14% of off-topic ones pass:

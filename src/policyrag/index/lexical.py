@@ -11,8 +11,9 @@ import logging
 import marshal
 import os
 import re
-from collections import Counter, defaultdict
-from collections.abc import Iterable
+from array import array
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -134,25 +135,28 @@ class BM25:
     third of a second a loop over every chunk takes.
     """
 
-    def __init__(self, tokenized: list[list[str]], k1: float = 1.5, b: float = 0.75,
+    def __init__(self, tokenized: Sequence[list[str] | str], k1: float = 1.5, b: float = 0.75,
                  epsilon: float = 0.25) -> None:
+        """`tokenized`: each chunk's tokens, as a list or as one space-separated string (as the
+        chunk store keeps them: a million chunks' tokens as lists of strings take ~8 GB)."""
         from scipy.sparse import csr_matrix
 
         self.size = len(tokenized)
-        # A new term gets the next id, looked up at C speed by map() below.
+        # A new term gets the next id, looked up at C speed by map() below; every occurrence
+        # is appended and the duplicates summed by scipy, not counted in Python.
         vocab: defaultdict[str, int] = defaultdict()
         vocab.default_factory = vocab.__len__
-        term_ids: list[int] = []
-        freqs: list[int] = []
-        row_ends = [0]
+        term_ids = array("i")
+        row_ends = array("q", [0])
         for tokens in tokenized:
-            counts = Counter(tokens)
-            term_ids.extend(map(vocab.__getitem__, counts))
-            freqs.extend(counts.values())
+            term_ids.extend(map(vocab.__getitem__, tokens.split() if isinstance(tokens, str)
+                                else tokens))
             row_ends.append(len(term_ids))
+        ids = np.frombuffer(term_ids, dtype=np.intc) if term_ids else np.zeros(0, np.intc)
         # chunks x terms, turned into one column (a posting list) per term
-        matrix = csr_matrix((np.asarray(freqs, np.float32), np.asarray(term_ids, np.int64),
-                             np.asarray(row_ends, np.int64)), shape=(self.size, len(vocab)))
+        matrix = csr_matrix((np.ones(len(ids), np.float32), ids, np.frombuffer(row_ends, np.int64)),
+                            shape=(self.size, len(vocab)))
+        matrix.sum_duplicates()
         lengths = np.asarray(matrix.sum(axis=1), np.float32).ravel()
         postings = matrix.tocsc()
         df = np.diff(postings.indptr)

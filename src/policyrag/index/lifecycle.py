@@ -27,8 +27,9 @@ import numpy as np
 
 from policyrag import __version__
 from policyrag.config import Settings
-from policyrag.index import store
+from policyrag.index import ann, store
 from policyrag.index.checksum import first_mismatch
+from policyrag.index.dense import DenseIndex, Part
 from policyrag.index.embedding import Embedder, load_embedder
 from policyrag.index.lexical import BM25, slogans, tokenize
 from policyrag.index.segments import FILES as SEGMENT_FILES
@@ -115,8 +116,8 @@ class Index:
     manifest: Manifest
     documents: dict[str, Document]
     chunks: list[Chunk]
-    vectors: faiss.Index
-    tokens: list[list[str]]
+    vectors: DenseIndex
+    tokens: list[str]  # each chunk's BM25 tokens, space-separated as the chunk store has them
 
     @property
     def lexicon(self) -> tuple[str, ...]:
@@ -141,7 +142,7 @@ class Index:
     def matrix(self) -> np.ndarray:
         """The vectors as one (n, dim) array, for exact scores over a subset of rows."""
         if not hasattr(self, "_matrix"):
-            self._matrix = matrix(self.vectors)  # a view of FAISS's own memory, no copy
+            self._matrix = self.vectors.matrix()  # a view of FAISS's memory when it can be
         return self._matrix
 
     def is_stale(self) -> bool:
@@ -162,6 +163,16 @@ class Span:
     start: int
     end: int
     doc_ids: list[str]
+    ann: AnnRows | None = None  # a segment with an approximate index: that index, as opened
+
+
+@dataclass
+class AnnRows:
+    """A segment searched through its own approximate index."""
+    index: faiss.Index
+    vectors: np.ndarray  # every row of the segment, tombstoned ones included (memory-mapped)
+    keep: np.ndarray  # the segment's live rows
+    flat: faiss.Index  # the flat index whose memory `vectors` views: kept alive with it
 
 
 def _same_model(a: str, b: str) -> bool:
@@ -245,7 +256,7 @@ def _check_sizes(root: Path, gen: Path, seg: Segment, damaged: Damage) -> None:
     folder = root / seg.name
     if not folder.is_dir():
         raise damaged(f"segment {seg.name} is missing (its folder does not exist)")
-    for name in SEGMENT_FILES:
+    for name in seg.files():
         label = seg.label(name, gen.name)
         try:
             size = (folder / name).stat().st_size
@@ -259,7 +270,7 @@ def _check_sizes(root: Path, gen: Path, seg: Segment, damaged: Damage) -> None:
 
 def _check_checksums(root: Path, gen: Path, segs: list[Segment], damaged: Damage) -> None:
     files = [(seg.label(name, gen.name), root / seg.name / name, seg.checksums.get(name))
-             for seg in segs for name in SEGMENT_FILES]
+             for seg in segs for name in seg.files()]
     bad = first_mismatch(root, files)
     if bad is not None:
         raise damaged(f"{bad} does not match its checksum in manifest.json "
@@ -273,6 +284,7 @@ class SegmentRows:
     vectors: faiss.Index
     chunks: list[dict]
     documents: list[dict]
+    ann: faiss.Index | None = None
 
     def live_rows(self) -> list[int]:
         removed = set(self.segment.removed)
@@ -284,9 +296,12 @@ def _read_segment(root: Path, gen: Path, seg: Segment, dim: int, damaged: Damage
     _check_sizes(root, gen, seg, damaged)
     vlabel = seg.label("vectors.faiss", gen.name)
     try:
-        vectors = faiss.read_index(str(folder / "vectors.faiss"))
+        # A big segment's vectors are memory-mapped: opening it does not read them.
+        vectors = (ann.read_mapped(folder / "vectors.faiss", False) if seg.ann
+                   else faiss.read_index(str(folder / "vectors.faiss")))
     except RuntimeError:
         raise damaged(f"{vlabel} cannot be read by FAISS (truncated or corrupted)") from None
+    approx = _read_ann(folder, seg, gen, dim, damaged) if seg.ann else None
     # Before the model check: an edited dimension is damage, not another model.
     if vectors.d != dim:
         raise damaged(f"{vlabel} holds {vectors.d}-dim vectors, manifest.json says {dim}")
@@ -299,7 +314,21 @@ def _read_segment(root: Path, gen: Path, seg: Segment, dim: int, damaged: Damage
         raise damaged(f"the chunk or document store cannot be read ({exc})") from None
     if vectors.ntotal != len(rows):
         raise damaged(f"{vlabel} holds {vectors.ntotal} vectors for {len(rows)} chunks")
-    return SegmentRows(seg, vectors, rows, docs)
+    if approx is not None and approx.ntotal != len(rows):
+        raise damaged(f"{seg.label(ann.ANN_FILE, gen.name)} holds {approx.ntotal} vectors for "
+                      f"{len(rows)} chunks")
+    return SegmentRows(seg, vectors, rows, docs, approx)
+
+
+def _read_ann(folder: Path, seg: Segment, gen: Path, dim: int, damaged: Damage) -> faiss.Index:
+    label = seg.label(ann.ANN_FILE, gen.name)
+    try:
+        index = ann.read_mapped(folder / ann.ANN_FILE, True)
+    except RuntimeError:
+        raise damaged(f"{label} cannot be read by FAISS (truncated or corrupted)") from None
+    if index.d != dim:
+        raise damaged(f"{label} holds {index.d}-dim vectors, manifest.json says {dim}")
+    return index
 
 
 def _load_generation(root: Path, gen: Path, embedder: Embedder | None,
@@ -339,51 +368,78 @@ class Piece:
     segment: Segment
     docs: list[Document]
     chunks: list[Chunk]
-    tokens: list[list[str]]
+    tokens: list[str]  # each chunk's BM25 tokens, space-separated as the chunk store has them
     vectors: np.ndarray
     flat: faiss.Index | None = None  # the segment's own FAISS index, when all its rows live
+    ann: AnnRows | None = None  # set for a segment searched through its approximate index
 
 
 def _piece(seg: Segment, part: SegmentRows | Span, previous: Index | None) -> Piece:
     removed = set(seg.removed)
     if isinstance(part, Span):
         assert previous is not None
-        rows = [i for i in range(part.start, part.end)
-                if previous.chunks[i].doc_id not in removed]
-        whole = previous.matrix()
+        still = np.asarray([previous.chunks[i].doc_id not in removed
+                            for i in range(part.start, part.end)], dtype=bool)
+        rows = np.flatnonzero(still) + part.start
+        approx = None if part.ann is None else AnnRows(part.ann.index, part.ann.vectors,
+                                                       part.ann.keep[still], part.ann.flat)
         return Piece(seg, [previous.documents[i] for i in part.doc_ids if i not in removed],
                      [previous.chunks[i] for i in rows], [previous.tokens[i] for i in rows],
-                     whole[rows] if len(rows) < part.end - part.start
-                     else whole[part.start:part.end])
+                     _no_rows(previous.vectors.d) if approx is not None
+                     else previous.vectors.take(rows),
+                     ann=approx)
     keep = part.live_rows()
     rows = [part.chunks[i] for i in keep]
     whole = matrix(part.vectors)
     everything = len(keep) == len(part.chunks)
+    if part.ann is not None:
+        approx = AnnRows(part.ann, whole, np.asarray(keep, dtype=np.int64), part.vectors)
     return Piece(seg, [Document.from_dict(d) for d in part.documents
                        if d["doc_id"] not in removed],
                  [Chunk(r["chunk_id"], r["doc_id"], r["start"], r["end"], r["text"])
                   for r in rows],
-                 [r.get("tokens", "").split() for r in rows],
-                 whole if everything else whole[keep], part.vectors if everything else None)
+                 [r.get("tokens", "") for r in rows],
+                 _no_rows(whole.shape[1]) if part.ann is not None
+                 else whole if everything else whole[keep],
+                 part.vectors if everything else None,
+                 approx if part.ann is not None else None)
+
+
+def _no_rows(dim: int) -> np.ndarray:
+    return np.zeros((0, dim), np.float32)
 
 
 def _assemble(root: Path, gen: Path, manifest: Manifest, pieces: list[Piece]) -> Index:
     """The live rows of every segment, in segment order: tombstoned ones are never loaded."""
     docs: dict[str, Document] = {}
     chunks: list[Chunk] = []
-    tokens: list[list[str]] = []
+    tokens: list[str] = []
     spans: dict[str, Span] = {}
+    parts: list[Part] = []
+    flat: list[tuple[Piece, int]] = []  # the pieces searched exactly, and their first row
     for piece in pieces:
         docs.update((d.doc_id, d) for d in piece.docs)
-        spans[piece.segment.name] = Span(piece.segment, len(chunks),
-                                         len(chunks) + len(piece.chunks),
-                                         [d.doc_id for d in piece.docs])
+        start = len(chunks)
+        spans[piece.segment.name] = Span(piece.segment, start, start + len(piece.chunks),
+                                         [d.doc_id for d in piece.docs], piece.ann)
         chunks += piece.chunks
         tokens += piece.tokens
-    if len(pieces) == 1 and pieces[0].flat is not None:
-        vectors = pieces[0].flat  # no copy
-    else:
-        vectors = merged_flat([p.vectors for p in pieces], manifest.dim)
+        if piece.ann is None:
+            flat.append((piece, start))
+            continue
+        rows = np.full(len(piece.ann.vectors), -1, dtype=np.int64)
+        rows[piece.ann.keep] = np.arange(start, start + len(piece.ann.keep))
+        parts.append(Part(piece.ann.index, rows, piece.ann.vectors,
+                          approximate=True, owner=piece.ann.flat))
+    if flat or not parts:
+        if len(flat) == 1 and flat[0][0].flat is not None:
+            index = flat[0][0].flat  # no copy
+        else:
+            index = merged_flat([p.vectors for p, _ in flat], manifest.dim)
+        rows = np.concatenate([np.arange(s, s + len(p.chunks)) for p, s in flat]
+                              or [np.zeros(0, np.int64)]).astype(np.int64)
+        parts.insert(0, Part(index, rows, matrix(index)))
+    vectors = DenseIndex(parts, manifest.dim)
     return Index(root, gen, manifest, docs, chunks, vectors, tokens, spans)
 
 
@@ -466,7 +522,8 @@ class Batch:
 
 
 def _commit(root: Path, manifest: Manifest, segs: list[Segment | None], batch: Batch | None,
-            fingerprint: str, keep: int, collect: bool = True) -> Path:
+            fingerprint: str, keep: int, collect: bool = True,
+            settings: Settings | None = None) -> Path:
     """Write and commit a generation: `batch` as a new segment where `segs` holds None, and a
     manifest naming them. On failure remove the half-written folder at once (on a full disk
     that frees the space) and leave the live generation as it was."""
@@ -476,7 +533,7 @@ def _commit(root: Path, manifest: Manifest, segs: list[Segment | None], batch: B
         written = None
         if batch is not None and batch.chunks:
             written = write_segment(tmp, name, manifest.dim, batch.docs, batch.chunks,
-                                    batch.vectors, batch.tokens, batch.lexicon)
+                                    batch.vectors, batch.tokens, batch.lexicon, settings)
         final = [s if s is not None else written for s in segs]
         live = [s for s in final if s is not None]
         manifest.segments = [asdict(s) for s in live]
@@ -591,7 +648,7 @@ def _write_new(root: Path, manifest: Manifest, docs: list[Document], embedder: E
     batch = Batch(docs, chunks, vectors, [tokens[c.chunk_id] for c in chunks],
                   lexicon_digest(lexicon))
     gen = _commit(root, manifest, [None], batch, _fingerprint(docs), settings.generations_kept,
-                  collect)
+                  collect, settings)
     return Change(added=[d.doc_id for d in docs], generation=gen.name)
 
 
@@ -781,7 +838,8 @@ def _append(root: Path, live: Live, fresh: list[Document], embedder: Embedder,
     batch = Batch(fresh, chunks, vectors, [tokens[c.chunk_id] for c in chunks],
                   lexicon_digest(lexicon))
     docs = [d for d in live.docs.values() if d.doc_id not in replaced] + fresh
-    gen = _commit(root, manifest, segs, batch, _fingerprint(docs), settings.generations_kept)
+    gen = _commit(root, manifest, segs, batch, _fingerprint(docs), settings.generations_kept,
+                  settings=settings)
     committed = _try_manifest(gen)
     after = committed.segment_list(gen.name) if committed else []
     compacted = _auto_compact(root, settings, after)
@@ -862,7 +920,7 @@ def _compact(root: Path, settings: Settings, names: list[str] | None) -> Compact
     manifest = live.manifest
     manifest.lexicon = lexicon
     committed = _commit(root, manifest, segs, batch, _fingerprint(live.docs.values()),
-                        settings.generations_kept)
+                        settings.generations_kept, settings=settings)
     result.segments_after = len(segs) - (0 if chunks else 1)
     result.generation = committed.name
     return result

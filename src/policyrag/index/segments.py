@@ -23,7 +23,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from policyrag.index import store
+from policyrag.config import Settings
+from policyrag.index import ann, store
 from policyrag.index.checksum import file_checksum
 from policyrag.ingest.chunking import Chunk
 from policyrag.ingest.documents import Document
@@ -42,11 +43,16 @@ class Segment:
     lexicon: str = ""
     checksums: dict[str, str] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
+    # The FAISS factory string of its approximate index (ann.faiss), "" when it has none.
+    ann: str = ""
 
     @classmethod
     def from_dict(cls, data: dict) -> Segment:
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    def files(self) -> tuple[str, ...]:
+        return (*FILES, ann.ANN_FILE) if self.ann else FILES
 
     @property
     def live_documents(self) -> int:
@@ -66,8 +72,10 @@ def lexicon_digest(lexicon: list[str] | tuple[str, ...]) -> str:
 
 
 def write(folder: Path, name: str, dim: int, docs: list[Document], chunks: list[Chunk],
-          vectors: np.ndarray, tokens: list[str], lexicon: str) -> Segment:
-    """Write a segment's three files durably into `folder` (the commit's temporary folder)."""
+          vectors: np.ndarray, tokens: list[str], lexicon: str,
+          settings: Settings | None = None) -> Segment:
+    """Write a segment's files durably into `folder` (the commit's temporary folder): three,
+    and an approximate index when it holds at least `settings.ann_min_chunks` rows."""
     per_doc = Counter(c.doc_id for c in chunks)
     flat = faiss.IndexFlatIP(dim)
     if len(vectors):
@@ -82,9 +90,15 @@ def write(folder: Path, name: str, dim: int, docs: list[Document], chunks: list[
     # without reading the chunk store.
     store.write_file_durably(folder / "documents.jsonl", store.dump_jsonl(
         [{**d.to_dict(), "chunks": per_doc[d.doc_id]} for d in docs]))
-    return Segment(name, len(docs), len(chunks), lexicon=lexicon,
-                   checksums={f: file_checksum(folder / f) for f in FILES},
-                   sizes={f: (folder / f).stat().st_size for f in FILES})
+    seg = Segment(name, len(docs), len(chunks), lexicon=lexicon)
+    if settings is not None and len(chunks) >= max(settings.ann_min_chunks, 1):
+        lists = ann.lists_for(len(chunks), settings.ann_lists_per_sqrt)
+        index = ann.build(vectors, lists)
+        store.write_file_durably(folder / ann.ANN_FILE, faiss.serialize_index(index).tobytes())
+        seg.ann = f"IVF{lists},Flat"
+    seg.checksums = {f: file_checksum(folder / f) for f in seg.files()}
+    seg.sizes = {f: (folder / f).stat().st_size for f in seg.files()}
+    return seg
 
 
 def matrix(vectors: faiss.Index) -> np.ndarray:

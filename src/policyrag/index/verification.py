@@ -8,11 +8,10 @@ from pathlib import Path
 
 import faiss
 
-from policyrag.index import store
+from policyrag.index import ann, store
 from policyrag.index.checksum import matches
 from policyrag.index.embedding import Embedder
 from policyrag.index.lifecycle import Manifest, ModelMismatch, _missing, check_model
-from policyrag.index.segments import FILES as SEGMENT_FILES
 from policyrag.index.segments import Segment
 
 
@@ -65,7 +64,7 @@ def _verify_segment(root: Path, gen: Path, seg: Segment, dim: int,
         problems.append(f"segment {seg.name} is missing (its folder does not exist)")
         return None
     label = lambda fname: seg.label(fname, gen.name)  # noqa: E731
-    for fname in SEGMENT_FILES:
+    for fname in seg.files():
         path = folder / fname
         if not path.exists():
             problems.append(f"{label(fname)} is missing")
@@ -105,6 +104,8 @@ def _verify_segment(root: Path, gen: Path, seg: Segment, dim: int,
         if chunks is not None and vectors.ntotal != len(chunks):
             problems.append(f"{label('vectors.faiss')} holds {vectors.ntotal} vectors but "
                             f"{label('chunks.jsonl')} has {len(chunks)} chunks")
+    if seg.ann:
+        problems += _verify_ann(folder, seg, dim, label)
     if chunks is not None and len(chunks) != seg.chunks:
         problems.append(f"{label('chunks.jsonl')} has {len(chunks)} chunks, manifest.json says "
                         f"{seg.chunks}")
@@ -119,6 +120,24 @@ def _verify_segment(root: Path, gen: Path, seg: Segment, dim: int,
         r for r in docs if not isinstance(r, dict) or r.get("doc_id") not in removed]
     live_vectors = None if vectors is None else vectors.ntotal - seg.removed_chunks
     return live_vectors, live_chunks, live_docs
+
+
+def _verify_ann(folder: Path, seg: Segment, dim: int, label) -> list[str]:
+    """The approximate index reads and holds the segment's rows (ann.py)."""
+    if not (folder / ann.ANN_FILE).exists():
+        return []  # named missing above
+    try:
+        index = faiss.read_index(str(folder / ann.ANN_FILE))
+    except RuntimeError:
+        return [f"{label(ann.ANN_FILE)} cannot be read by FAISS (truncated or corrupted)"]
+    problems = []
+    if index.d != dim:
+        problems.append(f"{label(ann.ANN_FILE)} holds {index.d}-dim vectors, manifest.json "
+                        f"says {dim}")
+    if index.ntotal != seg.chunks:
+        problems.append(f"{label(ann.ANN_FILE)} holds {index.ntotal} vectors, manifest.json "
+                        f"says {seg.chunks} chunks")
+    return problems
 
 
 def _verify_tombstones(seg: Segment, chunks: list[dict] | None,

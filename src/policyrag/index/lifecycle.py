@@ -661,7 +661,8 @@ def adopt(root: Path, manifest: Manifest, docs: list[Document], chunks: list[Chu
     manifest.sources = sorted(set(manifest.sources) | {d.source for d in docs})
     manifest.lexicon = lexicon
     batch = Batch(docs, chunks, vectors, tokens, lexicon_digest(lexicon))
-    gen = _commit(root, manifest, [None], batch, _fingerprint(docs), settings.generations_kept)
+    gen = _commit(root, manifest, [None], batch, _fingerprint(docs), settings.generations_kept,
+                  settings=settings)
     return Change(added=[d.doc_id for d in docs], generation=gen.name)
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from policyrag.answer.abstractive import Rewriter  # noqa: E402
+from policyrag.answer.abstractive import Rewriter, index_context  # noqa: E402
 from policyrag.answer.extractive import Answerer  # noqa: E402
 from policyrag.answer.generate import load_generator  # noqa: E402
 from policyrag.engine import Engine  # noqa: E402
@@ -42,6 +42,8 @@ def main() -> int:
     ap.add_argument("--max-tokens", type=int, default=200)
     ap.add_argument("--show", action="store_true", help="print kept sentences and their quotes")
     ap.add_argument("--keypoints", action="store_true", help="also key-point coverage")
+    ap.add_argument("--ids", default="", help="only these question ids, comma-separated")
+    ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = ap.parse_args()
 
     engine = Engine(args.index)
@@ -51,12 +53,15 @@ def main() -> int:
     print(f"generator {rewriter.generator().name} loaded in {time.monotonic() - t0:.1f} s")
     rows = [json.loads(line) for line in args.questions.read_text("utf-8").splitlines()
             if line.strip()][::args.every]
+    if args.ids:
+        wanted = set(args.ids.split(","))
+        rows = [q for q in rows if q["id"] in wanted]
     results = []
     for q in rows:
         extractive = answerer.ask(q["q"])
         first: list[float] = []
         start = time.monotonic()
-        answer = rewriter.rewrite(extractive, on_point=lambda _loc, _p, s=start, f=first:
+        answer = rewriter.rewrite(extractive, **index_context(engine.index), on_point=lambda _loc, _p, s=start, f=first:
                                   f.append(time.monotonic() - s) if not f else None)
         seconds = time.monotonic() - start
         check = answer.check or {"sentences_written": 0, "sentences_kept": 0}
@@ -101,7 +106,7 @@ def coverage(answerer: Answerer, rewriter: Rewriter, show: bool = False) -> None
     question = data["questions"][0]
     extractive = answerer.ask(question, by_locality=True)
     start = time.monotonic()
-    abstractive = rewriter.rewrite(extractive)
+    abstractive = rewriter.rewrite(extractive, **index_context(answerer.engine.index))
     seconds = time.monotonic() - start
     for name, answer in (("extractive", extractive), ("abstractive", abstractive)):
         cov = keypoint_coverage(answer.to_dict(), data)

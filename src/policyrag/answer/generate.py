@@ -29,7 +29,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -96,15 +96,21 @@ class Generator(Protocol):
     ) -> str: ...
 
 
-def _messages(prompt: str, system: str | None, *, fold_system: bool) -> list[dict[str, str]]:
+def _messages(prompt: str, system: str | None, *, fold_system: bool,
+              examples: Sequence[tuple[str, str]] = ()) -> list[dict[str, str]]:
+    """Chat messages; `examples` are (user, assistant) turns shown before the prompt."""
+    shots = [{"role": role, "content": text} for user, answer in examples
+             for role, text in (("user", user), ("assistant", answer))]
     # Gemma has no system role: its official template prepends the system text
     # to the first user turn, and llama_cpp's built-in "gemma" format would
     # silently drop it, so we fold it ourselves when asked to.
     if system and fold_system:
+        if shots:
+            shots[0]["content"] = f"{system}\n\n{shots[0]['content']}"
+            return [*shots, {"role": "user", "content": prompt}]
         return [{"role": "user", "content": f"{system}\n\n{prompt}"}]
-    if system:
-        return [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
-    return [{"role": "user", "content": prompt}]
+    head = [{"role": "system", "content": system}] if system else []
+    return [*head, *shots, {"role": "user", "content": prompt}]
 
 
 def _default_threads() -> int:
@@ -187,9 +193,11 @@ class LlamaCppGenerator:
         max_tokens: int = 512,
         temperature: float = 0.2,
         grammar: str | None = None,
+        examples: Sequence[tuple[str, str]] = (),
     ) -> str:
         return "".join(self.stream(prompt, system=system, max_tokens=max_tokens,
-                                   temperature=temperature, grammar=grammar)).strip()
+                                   temperature=temperature, grammar=grammar,
+                                   examples=examples)).strip()
 
     def stream(
         self,
@@ -199,9 +207,11 @@ class LlamaCppGenerator:
         max_tokens: int = 512,
         temperature: float = 0.2,
         grammar: str | None = None,
+        examples: Sequence[tuple[str, str]] = (),
     ) -> Iterator[str]:
-        """The answer piece by piece as the model writes it."""
-        messages = _messages(prompt, system, fold_system=self._fold_system)
+        """The answer piece by piece as the model writes it. A prompt that begins like the
+        previous one (same system text and examples) reuses its evaluated prefix."""
+        messages = _messages(prompt, system, fold_system=self._fold_system, examples=examples)
         compiled = self._grammar(grammar) if grammar else None
         try:
             with self._lock:

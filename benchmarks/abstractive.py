@@ -66,6 +66,7 @@ def main() -> int:
         seconds = time.monotonic() - start
         check = answer.check or {"sentences_written": 0, "sentences_kept": 0}
         results.append({"id": q["id"], "lang": q["lang"], "mode": answer.mode,
+                        "answered": extractive.answered,
                         "seconds": seconds, "first": first[0] if first else None, **check})
         print(f"{q['id']:5} {q['lang']:8} {answer.mode:12} kept {check['sentences_kept']}/"
               f"{check['sentences_written']}  {seconds:5.1f} s  first sentence "
@@ -82,13 +83,18 @@ def main() -> int:
                 print(f"      > {p.text}")
                 for c in p.citations:
                     print(f"          “{' '.join(c.quote.split())[:160]}”")
-    summarise(results)
+    figures = summarise(results)
     if args.keypoints:
-        coverage(answerer, rewriter, args.show)
+        figures.update(coverage(answerer, rewriter, args.show))
+    if args.json:
+        args.json.write_text(json.dumps({**figures, "questions": results}, indent=1), "utf-8")
     return 0
 
 
-def summarise(results: list[dict]) -> None:
+def summarise(results: list[dict]) -> dict:
+    """Figures over the questions the reports answer (an off-topic question is not rewritten)."""
+    skipped = sum(not r["answered"] for r in results)
+    results = [r for r in results if r["answered"]]
     n = len(results)
     fell_back = sum(r["mode"] != "abstractive" for r in results)
     written = sum(r["sentences_written"] for r in results)
@@ -98,18 +104,26 @@ def summarise(results: list[dict]) -> None:
     print(f"\n{n} questions: fallback {fell_back}/{n} ({fell_back / n:.0%}); sentences kept "
           f"{kept}/{written} ({kept / max(written, 1):.0%}); seconds per answer median "
           f"{statistics.median(secs):.1f}, max {max(secs):.1f}; first checked sentence median "
-          + (f"{statistics.median(firsts):.1f} s" if firsts else "-"))
+          + (f"{statistics.median(firsts):.1f} s" if firsts else "-")
+          + (f" ({skipped} off-topic questions not rewritten)" if skipped else ""))
+    return {"questions": n, "fallback_rate": fell_back / n, "sentences_written": written,
+            "sentences_kept": kept, "seconds_median": statistics.median(secs),
+            "seconds_max": max(secs),
+            "first_sentence_median": statistics.median(firsts) if firsts else None}
 
 
-def coverage(answerer: Answerer, rewriter: Rewriter, show: bool = False) -> None:
+def coverage(answerer: Answerer, rewriter: Rewriter, show: bool = False) -> dict:
     data = json.loads((ROOT / "tests/data/locality_keypoints.json").read_text("utf-8"))
     question = data["questions"][0]
     extractive = answerer.ask(question, by_locality=True)
     start = time.monotonic()
     abstractive = rewriter.rewrite(extractive, **index_context(answerer.engine.index))
     seconds = time.monotonic() - start
+    out = {"by_locality_seconds": seconds, "by_locality_fallbacks": sum(
+        1 for loc in abstractive.localities if loc.points and "[" not in loc.points[0].text)}
     for name, answer in (("extractive", extractive), ("abstractive", abstractive)):
         cov = keypoint_coverage(answer.to_dict(), data)
+        out[f"keypoint_coverage_{name}"] = cov["macro"]
         print(f"key-point coverage, {name:11} ({answer.mode}): macro {cov['macro']:.2f} "
               f"micro {cov['micro']:.2f}")
     print(f"by-locality rewrite of {len(extractive.localities)} localities: {seconds:.1f} s; "
@@ -121,6 +135,7 @@ def coverage(answerer: Answerer, rewriter: Rewriter, show: bool = False) -> None
         for checked in rewriter.last_checks:
             for sentence, reason in checked.rejected:
                 print(f"      x {sentence}  <- {reason}")
+    return out
 
 
 if __name__ == "__main__":

@@ -259,6 +259,8 @@ class SentenceChecker:
         if not sentence:
             return
         self.result.written += 1
+        if self.lang != "en" and _cut_off(sentence, self.lang):
+            sentence = _last_whole_clause(sentence) or sentence
         reason = _cut_off(sentence, self.lang) or check_sentence(sentence, self._texts, self.lang,
                                                                  self.context)
         if reason is not None:
@@ -305,6 +307,24 @@ def _cut_off(sentence: str, lang: str) -> str | None:
     if len(body) >= (MAX_SENTENCE_CHARS_EN if lang == "en" else MAX_SENTENCE_CHARS_ZH) - 1:
         return "sentence broken off at the length limit"
     return None
+
+
+_CLAUSE_END = re.compile(r"[，,；;]")
+MIN_CLAUSE_CHARS = 12
+
+
+def _last_whole_clause(sentence: str) -> str | None:
+    """A Chinese sentence broken off mid-clause (at the length limit, or “…打造“[2]。”), cut
+    back to its last comma with its markers kept; None when too little would be left. What is
+    left is checked like any sentence."""
+    m = re.search(r"((?:\[\d{1,2}\])+)\s*。?\s*$", sentence)
+    if not m:
+        return None
+    body = sentence[:m.start()]
+    ends = [e.start() for e in _CLAUSE_END.finditer(body)]
+    if not ends or ends[-1] < MIN_CLAUSE_CHARS:
+        return None
+    return body[:ends[-1]] + m.group(1) + "。"
 
 
 def check_answer(text: str, points: list[Point], lang: str,

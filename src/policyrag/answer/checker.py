@@ -35,6 +35,7 @@ MIN_CITED_TOKENS = 2        # …of which at least this many found in the points
 MIN_TERM_SUPPORT = 0.6      # share of an English sentence's glossary terms found in its points
 COPY_SHARE = 0.85           # a sentence this much one run of a point's text is a copy…
 COPY_MIN_CHARS = 30         # …if that run is this long (a short phrase may well be quoted)
+QUOTED_RUN = 6              # characters in a row shared with the question: the question's words
 
 ECHO_LABELS = ("问题", "地区", "要点", "Question", "Locality", "Points")
 # English words that look like pinyin but are not names from the reports.
@@ -109,9 +110,9 @@ def _check_chinese(body: str, cited: str, context: Context) -> str | None:
     han = len(_CJK.findall(body))
     if han < 4 or letters > max(1, han // 10):
         return "not written in Chinese"
-    if _copied(body, cited):
-        return "copies a point word for word"
     given = to_simplified(context.question + (context.locality or ""))
+    if _copied(body, cited, to_simplified(context.question)):
+        return "copies a point word for word"
     if bad := _from_instructions(body, cited, given, context.instructions):
         return f"echoes the prompt ({bad})"
     if bad := _unsupported_numbers(body, cited):
@@ -158,8 +159,15 @@ def _token_support(body: str, cited: str, given: str) -> tuple[float, int]:
     return score / len(tokens), found
 
 
-def _copied(body: str, cited: str) -> bool:
+def _copied(body: str, cited: str, question: str = "") -> bool:
+    """Most of the sentence is one run of a point's text. Phrases the question quotes from the
+    point (“哪里提出了…的‘三个工作导向’?”) do not count: an answer has to name them."""
     plain = re.sub(r"\W", "", body)
+    asked = re.sub(r"\W", "", question)
+    while asked and (m := SequenceMatcher(None, plain, asked, autojunk=False).find_longest_match(
+            0, len(plain), 0, len(asked))).size >= QUOTED_RUN:
+        plain = plain[:m.a] + plain[m.a + m.size:]
+        asked = asked[:m.b] + asked[m.b + m.size:]
     if len(plain) < COPY_MIN_CHARS:
         return False
     source = re.sub(r"\W", "", cited)
@@ -292,7 +300,14 @@ def check_translation(english: str, source: str, points: list[str],
                 and place_english(place).replace(" ", "").lower() not in spelled:
             return f"translation lost a place name ({place})"
     cited = source + "".join(points[n - 1] for n in dict.fromkeys(numbers))
+    # "Lishui City", "Economic Development Zone": a place's name, checked above, not terms
+    # ("city", "economic", "develop") that the points must support.
+    body = _DIVISION.sub(r"\1", body)
     return _check_english(body, cited, context, need_term=False)
+
+
+_DIVISION = re.compile(r"\b([A-Z][a-z]+) (?:Economic Development Zone|Development Zone|City|"
+                       r"District|County)\b")
 
 
 def source_places(text: str) -> list[str]:

@@ -21,6 +21,7 @@ that can be shown to an end user as-is.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import ipaddress
 import json
@@ -233,6 +234,13 @@ class LlamaCppGenerator:
         except ValueError as exc:  # e.g. prompt longer than the context window
             raise GenerationUnavailable(f"local generation failed: {exc}") from exc
 
+    def close(self) -> None:
+        """Free the model now. Called at exit for shared models: left to `Llama.__del__` during
+        interpreter teardown, freeing runs after the modules it needs are gone and prints an
+        ignored TypeError."""
+        with self._lock:
+            self._llm.close()
+
     def _grammar(self, text: str) -> Any:
         import llama_cpp
 
@@ -253,8 +261,17 @@ def shared_llama(model_path: str | Path, n_ctx: int = 4096) -> LlamaCppGenerator
     with _SHARED_LOCK:
         gen = _SHARED.get(key)
         if gen is None:
+            if not _SHARED:
+                atexit.register(_close_shared)
             gen = _SHARED[key] = LlamaCppGenerator(key[0], n_ctx=n_ctx)
         return gen
+
+
+def _close_shared() -> None:
+    with _SHARED_LOCK:
+        for gen in _SHARED.values():
+            gen.close()
+        _SHARED.clear()
 
 
 def _is_loopback(url: str) -> bool:

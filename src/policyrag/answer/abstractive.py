@@ -44,6 +44,7 @@ POINT_CHARS = 110      # each point is shown to the model cut to this many chara
 GEN_POINTS = 3
 GEN_POINTS_PRIORITIES = 4   # a "what are the priorities" answer covers more of the list
 MAX_SENTENCES = 3
+MAX_SENTENCES_EN = 2   # each English sentence costs a translation call (~2-5 s) on top
 MAX_SENTENCE_CHARS_ZH = 60   # the grammar cuts a sentence here (see output_grammar)
 MAX_SENTENCE_CHARS_EN = 300  # a Chinese sentence of 60 characters may need 250
 MIN_KEPT_SHARE = 0.5   # fewer checked sentences than this share of those written: fall back
@@ -76,11 +77,11 @@ _SYSTEM = {
 }
 _SYSTEM["en"] = _SYSTEM["zh-Hans"]  # English answers are written in Chinese, then translated
 _EXAMPLE = (
-    "问题：某县怎样发展乡村旅游？\n要点：\n"
-    "[1]（某县）打造森林康养基地，建设游步道和民宿集群，带动农户增收。\n"
-    "[2]（某县）举办采茶节和山地马拉松，擦亮生态旅游品牌。\n"
-    "[3]（某县）完善农村污水处理设施。",
-    "某县建设森林康养基地和民宿，带动农户增收[1]。某县还以采茶节和马拉松擦亮旅游品牌[2]。",
+    "问题：某县怎样做旺乡村旅游？\n地区：某县\n要点：\n"
+    "[1]开辟森林康养步道，扶持精品民宿集群，让茶农多一份收入。\n"
+    "[2]举办采茶节和山地马拉松，叫响“茶香某县”名号。\n"
+    "[3]新建农村污水管网。\n请回答。",
+    "某县开辟森林康养步道、扶持民宿，让茶农增收[1]。某县还借采茶节和马拉松叫响名号[2]。",
 )
 _TRANSLATE_SYSTEM = ("Translate the user's Chinese sentence from a local-government report into "
                      "one plain English sentence. Write place and person names in pinyin. Output "
@@ -505,12 +506,13 @@ class Rewriter:
         # the reports', then each kept sentence translated and checked again (markers, numbers,
         # names, policy terms, no Chinese left). A direct English answer can only be checked
         # through a small glossary, and small models invent freely in English.
-        chinese = self._write(generator, question, loc, "zh-Hans", None, named)
+        chinese = self._write(generator, question, loc, "zh-Hans", None, named,
+                              most=MAX_SENTENCES_EN)
         return self._translate(generator, question, loc, chinese, emit)
 
     def _write(self, generator: Generator, question: str | None, loc: LocalityAnswer,
                lang: str, emit: Callable[[Point], None] | None,
-               named: str | None = None) -> Checked:
+               named: str | None = None, most: int = MAX_SENTENCES) -> Checked:
         points = self._shown = generation_points(loc.points, self._priorities)
         sources = self._sources_of(points)
         system, prompt = build_prompt(question, loc.locality or named, points, lang, sources,
@@ -521,7 +523,7 @@ class Rewriter:
             # One place behind every point (the locality answered for, or the only report
             # quoted) opens the answer: the model otherwise guesses a place, or cuts 路桥区 to 桥区.
             subject = loc.locality or named or (sources[0] if len(set(sources)) == 1 else None)
-            grammar = output_grammar(lang, len(points), _sentences_for(points),
+            grammar = output_grammar(lang, len(points), min(_sentences_for(points), most),
                                      to_simplified(subject) if subject and lang != "en" else None)
             checker.feed(generator.stream(prompt, system=system,  # type: ignore[attr-defined]
                                           max_tokens=self.max_tokens, temperature=0.0,

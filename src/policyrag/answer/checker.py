@@ -99,13 +99,13 @@ def check_sentence(sentence: str, points: list[str], lang: str,
     body = MARKER.sub("", sentence).strip()
     if lang == "en":
         return _check_english(body, cited, context)
-    return _check_chinese(to_simplified(body), cited, context)
+    return _check_chinese(to_simplified(body), cited, context, "".join(points))
 
 
 # ---------------------------------------------------------------- Chinese
 
 
-def _check_chinese(body: str, cited: str, context: Context) -> str | None:
+def _check_chinese(body: str, cited: str, context: Context, shown: str = "") -> str | None:
     letters = len(_LATIN_WORD.findall(body))
     han = len(_CJK.findall(body))
     if han < 4 or letters > max(1, han // 10):
@@ -113,7 +113,8 @@ def _check_chinese(body: str, cited: str, context: Context) -> str | None:
     given = to_simplified(context.question + (context.locality or ""))
     if _copied(body, cited, to_simplified(context.question)):
         return "copies a point word for word"
-    if bad := _from_instructions(body, cited, given, context.instructions):
+    # A word of the example that none of the points given has leaked from the example.
+    if bad := _from_instructions(body, shown or cited, given, context.instructions):
         return f"echoes the prompt ({bad})"
     if bad := _unsupported_numbers(body, cited):
         return f"number not in its points ({bad})"
@@ -320,12 +321,16 @@ def place_english(place: str) -> str:
     Zone (the translation prompt gives the model these)."""
     from pypinyin import Style, lazy_pinyin
 
+    def spell(name: str) -> str:
+        # In a place name 都 is a capital, du (莲都 Liandu, 成都); pypinyin reads it dou.
+        return "".join("du" if ch == "都" else lazy_pinyin(ch, style=Style.NORMAL)[0]
+                       for ch in name).capitalize()
+
     for suffix, word in (("经开区", "Economic Development Zone"), ("区", "District"),
                          ("市", "City"), ("县", "County")):
         if place.endswith(suffix) and len(place) > len(suffix) + 1:
-            stem = "".join(lazy_pinyin(place[:-len(suffix)], style=Style.NORMAL))
-            return f"{stem.capitalize()} {word}"
-    return "".join(lazy_pinyin(place, style=Style.NORMAL)).capitalize()
+            return f"{spell(place[:-len(suffix)])} {word}"
+    return spell(place)
 
 
 def place_spellings(place: str) -> list[str]:
@@ -352,7 +357,7 @@ def _check_english(body: str, cited: str, context: Context, need_term: bool = Tr
         if value is not None and str(value) not in allowed and value > 1:
             return f"number not in its points ({w})"
     given = to_simplified(context.question + (context.locality or ""))
-    spelled = _pinyin_text(cited + given)
+    spelled = _pinyin_words(cited + given)
     for w in words:
         # Capitalised pinyin-looking words are names (Luqiao, Xu Guangwen), first word too.
         if not w[0].isupper() or w.lower() in _NOT_NAMES or not _is_pinyin(w):
@@ -371,10 +376,19 @@ def _check_english(body: str, cited: str, context: Context, need_term: bool = Tr
 
 
 @lru_cache(maxsize=256)
-def _pinyin_text(text: str) -> str:
+def _pinyin_words(text: str) -> frozenset[str]:
+    """Every run of one to four whole syllables of the text's pinyin (luqiao, guangwen): a name
+    must match whole syllables, not letters that happen to meet across them (Liandou is not
+    in …lian dou…, it is not in lian du either)."""
     from pypinyin import Style, lazy_pinyin
 
-    return "".join(lazy_pinyin(text, style=Style.NORMAL)).lower()
+    # Letters already in the text (an English question naming Luqiao) count as syllables too.
+    syllables = [w.lower() for s in lazy_pinyin(text, style=Style.NORMAL)
+                 for w in re.findall(r"[A-Za-z]+", s)]
+    runs = {"".join(syllables[i:j]) for i in range(len(syllables))
+            for j in range(i + 1, min(i + 5, len(syllables) + 1))}
+    # Place names in every reading (莲都: liandu as well as pypinyin's liandou).
+    return frozenset(runs.union(*(place_spellings(p) for p in _place_names(to_simplified(text)))))
 
 
 @lru_cache(maxsize=1)

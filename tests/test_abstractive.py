@@ -99,6 +99,9 @@ SOURCE = "路桥创新政府和社会资本合作模式，推动民间资本投�
     ("Luqiao is drawing in 民间资本 through new cooperation [2].", "not written in English"),
     ("Luqiao is drawing in private investment through new cooperation.", "lost its markers"),
     ("Luqiao is drawing in private investment through new cooperation [5].", "lost its markers"),
+    # who acted, invented: the points speak of the district, not the Party's central committee
+    ("The CPC Central Committee will help Luqiao draw in private investment [2].",
+     "actor not in its points"),
 ])
 def test_translations_of_checked_sentences_are_checked_too(english, reason):
     why = check_translation(english, SOURCE, LUQIAO_POINTS, LUQIAO_EN)

@@ -48,6 +48,16 @@ _CONNECTIVES = frozenset(
     "注重 重点 持续 努力 其中 相关 有效 各类".split())
 # Words jieba tags as places that name none in particular (示范城市, 全省大局).
 _NOT_PLACES = frozenset("城市 全国 全省 全市 全区 全县 城乡 乡村 农村 山区 沿海 本地 当地".split())  # noqa: SIM905
+# The search glossary, plus a few words whose Chinese a translation must not have invented and a
+# few more spellings of its terms (民办 is private too).
+_TERMS = {**GLOSSARY, **{en: f"{GLOSSARY.get(en, '')} {zh}".strip() for en, zh in {
+    "private": "民办", "party": "党",
+    "national": "国家 全国", "township": "乡镇 镇", "village": "村", "enterprise": "企业",
+    "farmer": "农民 农户", "rural": "乡村 农村", "tax": "税", "loan": "贷 融资",
+    "foreign": "外资 外商 外贸 国际 境外", "airport": "机场", "railway": "铁路",
+}.items()}}
+_ACTORS = {"central": "中央 党中央", "state council": "国务院", "provinc": "省",
+           "ministr": "部", "national people": "全国人大 人大"}
 # Cardinals only: "the second half of the year" (下半年) names no number.
 _NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
                  "eight": 8, "nine": 9, "ten": 10}
@@ -365,7 +375,11 @@ def _check_english(body: str, cited: str, context: Context, need_term: bool = Tr
         if w.lower() not in spelled:
             return f"name not in its points ({w})"
     lowered = body.lower()
-    terms = [zh.split() for en, zh in GLOSSARY.items() if re.search(rf"\b{re.escape(en)}", lowered)]
+    for en, zh in _ACTORS.items():
+        # Who acted is a fact like a place: the province is not the Party centre.
+        if re.search(rf"\b{en}", lowered) and not any(z in cited + given for z in zh.split()):
+            return f"actor not in its points ({en})"
+    terms = [zh.split() for en, zh in _TERMS.items() if re.search(rf"\b{re.escape(en)}", lowered)]
     supported = [t for t in terms if any(z in cited or z in given for z in t)]
     from_points = [t for t in terms if any(z in cited for z in t)]
     if need_term and not from_points:

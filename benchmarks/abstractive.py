@@ -59,18 +59,24 @@ def main() -> int:
     results = []
     for q in rows:
         extractive = answerer.ask(q["q"])
-        first: list[float] = []
-        start = time.monotonic()
-        answer = rewriter.rewrite(extractive, **index_context(engine.index), on_point=lambda _loc, _p, s=start, f=first:
-                                  f.append(time.monotonic() - s) if not f else None)
-        seconds = time.monotonic() - start
+        first: list[tuple[float, float]] = []
+        start, cpu0 = time.monotonic(), time.process_time()
+
+        def on_point(_loc, _p, s=start, c=cpu0, f=first):
+            if not f:
+                f.append((time.monotonic() - s, time.process_time() - c))
+
+        answer = rewriter.rewrite(extractive, **index_context(engine.index), on_point=on_point)
+        seconds, cpu = time.monotonic() - start, time.process_time() - cpu0
         check = answer.check or {"sentences_written": 0, "sentences_kept": 0}
         results.append({"id": q["id"], "lang": q["lang"], "mode": answer.mode,
                         "answered": extractive.answered,
-                        "seconds": seconds, "first": first[0] if first else None, **check})
+                        "seconds": seconds, "cpu_seconds": cpu,
+                        "first": first[0][0] if first else None,
+                        "first_cpu": first[0][1] if first else None, **check})
         print(f"{q['id']:5} {q['lang']:8} {answer.mode:12} kept {check['sentences_kept']}/"
-              f"{check['sentences_written']}  {seconds:5.1f} s  first sentence "
-              + (f"{first[0]:.1f} s" if first else "-"), flush=True)
+              f"{check['sentences_written']}  {seconds:5.1f} s (cpu {cpu:4.1f})  first sentence "
+              + (f"{first[0][0]:.1f} s (cpu {first[0][1]:.1f})" if first else "-"), flush=True)
         if answer.notice:
             print(f"      note: {answer.notice[:300]}")
         if args.show:
@@ -87,7 +93,7 @@ def main() -> int:
     if args.keypoints:
         figures.update(coverage(answerer, rewriter, args.show))
     if args.json:
-        args.json.write_text(json.dumps({**figures, "questions": results}, indent=1), "utf-8")
+        args.json.write_text(json.dumps({**figures, "per_question": results}, indent=1), "utf-8")
     return 0
 
 
@@ -100,33 +106,47 @@ def summarise(results: list[dict]) -> dict:
     written = sum(r["sentences_written"] for r in results)
     kept = sum(r["sentences_kept"] for r in results)
     secs = [r["seconds"] for r in results]
+    cpus = [r["cpu_seconds"] for r in results]
     firsts = [r["first"] for r in results if r["first"] is not None]
+    first_cpus = [r["first_cpu"] for r in results if r["first_cpu"] is not None]
     print(f"\n{n} questions: fallback {fell_back}/{n} ({fell_back / n:.0%}); sentences kept "
           f"{kept}/{written} ({kept / max(written, 1):.0%}); seconds per answer median "
           f"{statistics.median(secs):.1f}, max {max(secs):.1f}; first checked sentence median "
           + (f"{statistics.median(firsts):.1f} s" if firsts else "-")
+          + f"\nCPU seconds of this process (the model runs on one thread, so about the time on"
+          f" an idle machine): per answer median {statistics.median(cpus):.1f}, max "
+          f"{max(cpus):.1f}; to the first checked sentence median "
+          + (f"{statistics.median(first_cpus):.1f}" if first_cpus else "-")
           + (f" ({skipped} off-topic questions not rewritten)" if skipped else ""))
     return {"questions": n, "fallback_rate": fell_back / n, "sentences_written": written,
             "sentences_kept": kept, "seconds_median": statistics.median(secs),
             "seconds_max": max(secs),
-            "first_sentence_median": statistics.median(firsts) if firsts else None}
+            "first_sentence_median": statistics.median(firsts) if firsts else None,
+            "cpu_seconds_median": statistics.median(cpus),
+            "first_sentence_cpu_median": statistics.median(first_cpus) if first_cpus else None}
 
 
 def coverage(answerer: Answerer, rewriter: Rewriter, show: bool = False) -> dict:
     data = json.loads((ROOT / "tests/data/locality_keypoints.json").read_text("utf-8"))
     question = data["questions"][0]
     extractive = answerer.ask(question, by_locality=True)
-    start = time.monotonic()
-    abstractive = rewriter.rewrite(extractive, **index_context(answerer.engine.index))
-    seconds = time.monotonic() - start
-    out = {"by_locality_seconds": seconds, "by_locality_fallbacks": sum(
+    start, cpu0 = time.monotonic(), time.process_time()
+    firsts: dict[str, float] = {}
+    abstractive = rewriter.rewrite(
+        extractive, **index_context(answerer.engine.index),
+        on_point=lambda loc, _p: firsts.setdefault(loc or "", time.process_time() - cpu0))
+    seconds, cpu = time.monotonic() - start, time.process_time() - cpu0
+    out = {"by_locality_seconds": seconds, "by_locality_cpu_seconds": cpu,
+           "by_locality_first_cpu": min(firsts.values(), default=None),
+           "by_locality_fallbacks": sum(
         1 for loc in abstractive.localities if loc.points and "[" not in loc.points[0].text)}
     for name, answer in (("extractive", extractive), ("abstractive", abstractive)):
         cov = keypoint_coverage(answer.to_dict(), data)
         out[f"keypoint_coverage_{name}"] = cov["macro"]
         print(f"key-point coverage, {name:11} ({answer.mode}): macro {cov['macro']:.2f} "
               f"micro {cov['micro']:.2f}")
-    print(f"by-locality rewrite of {len(extractive.localities)} localities: {seconds:.1f} s; "
+    print(f"by-locality rewrite of {len(extractive.localities)} localities: {seconds:.1f} s "
+          f"(cpu {cpu:.1f}, first sentence after cpu {out['by_locality_first_cpu']}); "
           f"notice: {abstractive.notice}")
     if show:
         for loc in abstractive.localities:

@@ -231,6 +231,14 @@ def test_an_answer_naming_the_phrase_the_question_quotes_is_no_copy():
     assert why and "copies a point" in why
 
 
+def test_words_tagged_as_names_that_are_no_names_pass():
+    # jieba tags 智慧 and 福祉 as person names; a name begins with a surname (张三 does).
+    point = ["路桥区：聚焦民心思进,强队伍、聚智慧、争一流,增进民生福祉。"]
+    assert check_sentence("路桥区强队伍、聚智慧，增进民生福祉[1]。", point, "zh-Hans", LUQIAO) is None
+    why = check_sentence("路桥区张三强调强队伍、聚智慧[1]。", point, "zh-Hans", LUQIAO)
+    assert why and "name not in its points" in why
+
+
 def test_a_translation_may_name_a_zone_in_english():
     source = "丽水经开区坚持抓党建促发展"
     points = ["丽水经开区坚持抓党建促发展,各级领导干部特别是“一把手”坚决把抓落实摆在首要位置。"]

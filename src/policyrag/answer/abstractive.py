@@ -42,7 +42,10 @@ POINT_CHARS = 110      # each point is shown to the model cut to this many chara
 # first sentence (prefill runs at ~35-100 tokens/s on one core), and a 1.5B model cites more
 # faithfully from three points than from five.
 GEN_POINTS = 3
-GEN_POINTS_PRIORITIES = 4   # a "what are the priorities" answer covers more of the list
+# A "what are the priorities" answer goes through the list, one short sentence a point.
+GEN_POINTS_PRIORITIES = 5
+LIST_SENTENCE_CHARS = 40
+LIST_POINT_CHARS = 60
 MAX_SENTENCES = 3
 MAX_SENTENCES_EN = 2   # each English sentence costs a translation call (~2-5 s) on top
 MAX_SENTENCE_CHARS_ZH = 60   # the grammar cuts a sentence here (see output_grammar)
@@ -93,6 +96,7 @@ TRANSLATION_GRAMMAR = "\n".join([
     r'ch ::= [^\[\]\n.!?\u3000-\u303f\u4e00-\u9fff\uff00-\uffef] | [0-9] "." [0-9]',
 ])
 _LABELS = ("问题", "地区", "要点", "请回答。")
+LIST_ASK = "请逐条用一句话概括每个要点。"
 
 
 def question_language(question: str | None, fallback: str = "zh-Hans") -> str:
@@ -136,7 +140,7 @@ def focus(text: str, words: set[str], limit: int = POINT_CHARS) -> str:
 
 def build_prompt(question: str | None, locality: str | None, points: list[Point],
                  lang: str, sources: list[str | None] | None = None,
-                 terms: str | None = None) -> tuple[str, str]:
+                 terms: str | None = None, listing: bool = False) -> tuple[str, str]:
     """(system, prompt) asking for an answer that cites the numbered points. Each point is
     labelled with the place whose report it quotes (`sources`), so that a question asking
     "which district…" is answered from the reports, not guessed. The model always writes
@@ -156,8 +160,9 @@ def build_prompt(question: str | None, locality: str | None, points: list[Point]
     lines.append(f"{pts_label}：")
     for n, (p, source) in enumerate(zip(points, sources, strict=True), 1):
         label = f"（{to_simplified(source)}）" if source and not one else ""
-        lines.append(f"[{n}]{label}{focus(to_simplified(p.text), words)}")
-    lines.append(ask)
+        lines.append(f"[{n}]{label}"
+                     f"{focus(to_simplified(p.text), words, LIST_POINT_CHARS if listing else POINT_CHARS)}")
+    lines.append(LIST_ASK if listing else ask)
     return _SYSTEM["en" if lang == "en" else "zh-Hans"], "\n".join(lines)
 
 
@@ -202,6 +207,19 @@ def output_grammar(lang: str, n_points: int, sentences: int = MAX_SENTENCES,
         ch = r"ch ::= [^\[\]\n。！？!?.:：()（）a-zA-Z ]"
     return "\n".join([f"root ::= {first}{more}", sent, ch, 'cite ::= "[" num "]"',
                       f"num ::= {numbers}"])
+
+
+def per_point_grammar(n_points: int, subject: str | None = None) -> str:
+    """GBNF for a list answer (the priorities of a report): one short Chinese sentence per
+    point, in order, the n-th ending in [n], the first opening with the place. Three free
+    sentences covered a quarter of the key points of the seed reports' priorities."""
+    ch = r"ch ::= [^\[\]\n。！？!?.:：()（）a-zA-Z ]"
+    rules = [f"root ::= {' '.join(f'p{n}' for n in range(1, n_points + 1))}", ch]
+    for n in range(1, n_points + 1):
+        head = f'"{subject}" ch{{2,{LIST_SENTENCE_CHARS - len(subject)}}}' \
+            if subject and n == 1 else f"ch{{4,{LIST_SENTENCE_CHARS}}}"
+        rules.append(f'p{n} ::= {head} "[{n}]" "。"')
+    return "\n".join(rules)
 
 
 class UnusableOutput(ValueError):
@@ -254,15 +272,16 @@ class SentenceChecker:
         self.on_point = on_point
         self._texts = point_texts(points, sources)
         self.result = Checked()
+        self.limit: int | None = None  # the grammar's sentence length, when not the default
 
     def add(self, sentence: str) -> None:
         sentence = _POINT_REFERENCE.sub("", sentence).strip()
         if not sentence:
             return
         self.result.written += 1
-        if self.lang != "en" and _cut_off(sentence, self.lang):
+        if self.lang != "en" and _cut_off(sentence, self.lang, self.limit):
             sentence = _last_whole_clause(sentence) or sentence
-        reason = _cut_off(sentence, self.lang) or check_sentence(sentence, self._texts, self.lang,
+        reason = _cut_off(sentence, self.lang, self.limit) or check_sentence(sentence, self._texts, self.lang,
                                                                  self.context)
         if reason is not None:
             self.result.dropped[reason.split(" (")[0]] += 1
@@ -299,13 +318,14 @@ _DANGLING = re.compile(r"\b(?:is|are|was|of|the|a|an|and|or|to|in|on|for|with|by
                        r"\s*(?:\[\d+\])+\s*\.?$|[，、；,;：:]\s*(?:\[\d+\])+\s*。?$", re.I)
 
 
-def _cut_off(sentence: str, lang: str) -> str | None:
+def _cut_off(sentence: str, lang: str, limit: int | None = None) -> str | None:
     """A sentence the length limit (or the model) broke off mid-way is no answer."""
     body = _MARKER.sub("", sentence).strip().rstrip("。.")
     if _DANGLING.search(sentence) or any(body.count(a) > body.count(b)
                                           for a, b in ("《》", "“”", "（）", "()")):
         return "sentence broken off"
-    if len(body) >= (MAX_SENTENCE_CHARS_EN if lang == "en" else MAX_SENTENCE_CHARS_ZH) - 1:
+    if len(body) >= (limit or (MAX_SENTENCE_CHARS_EN if lang == "en"
+                               else MAX_SENTENCE_CHARS_ZH)) - 1:
         return "sentence broken off at the length limit"
     return None
 
@@ -515,16 +535,23 @@ class Rewriter:
                named: str | None = None, most: int = MAX_SENTENCES) -> Checked:
         points = self._shown = generation_points(loc.points, self._priorities)
         sources = self._sources_of(points)
-        system, prompt = build_prompt(question, loc.locality or named, points, lang, sources,
-                                      self._terms)
+        # Each locality is asked about its own report: “各地区分别…” led the model to write
+        # about “各地区” instead of the place.
+        asked = None if self._priorities and loc.locality else question
+        system, prompt = build_prompt(asked, loc.locality or named, points, lang, sources,
+                                      self._terms, listing=self._priorities)
         context = Context(question or "", loc.locality, instructions_text(system))
         checker = SentenceChecker(points, lang, context, emit, sources)
+        if self._priorities:
+            checker.limit = LIST_SENTENCE_CHARS
         if getattr(generator, "supports_grammar", False):
             # One place behind every point (the locality answered for, or the only report
             # quoted) opens the answer: the model otherwise guesses a place, or cuts 路桥区 to 桥区.
             subject = loc.locality or named or (sources[0] if len(set(sources)) == 1 else None)
-            grammar = output_grammar(lang, len(points), min(_sentences_for(points), most),
-                                     to_simplified(subject) if subject and lang != "en" else None)
+            subject = to_simplified(subject) if subject else None
+            grammar = (per_point_grammar(len(points), subject) if self._priorities
+                       else output_grammar(lang, len(points), min(_sentences_for(points), most),
+                                           subject if lang != "en" else None))
             checker.feed(generator.stream(prompt, system=system,  # type: ignore[attr-defined]
                                           max_tokens=self.max_tokens, temperature=0.0,
                                           grammar=grammar, examples=[_EXAMPLE]))

@@ -257,9 +257,17 @@ def _unsupported_places(body: str, cited: str, given: str, locality: str | None)
 
 def _unsupported_people(body: str, cited: str) -> str | None:
     for word in _tagged(body, ("nr", "nrfg", "nrt")):
-        if word not in cited:
+        # jieba tags words such as 智慧 and 福祉 as names: a name starts with a common surname.
+        if word[0] in _SURNAMES and word not in cited:
             return word
     return None
+
+
+# The most common Chinese surnames (about 85 % of people).
+_SURNAMES = frozenset(
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕"
+    "丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严"
+    "覃武戴莫孔向汤柏舒应葛章鲁詹裘楼虞")
 
 
 def _place_names(body: str) -> list[str]:

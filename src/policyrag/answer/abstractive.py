@@ -44,7 +44,6 @@ POINT_CHARS = 110      # each point is shown to the model cut to this many chara
 GEN_POINTS = 3
 # A "what are the priorities" answer goes through the list, one short sentence a point.
 GEN_POINTS_PRIORITIES = 5
-LIST_SENTENCE_CHARS = 40
 LIST_POINT_CHARS = 60
 MAX_SENTENCES = 3
 MAX_SENTENCES_EN = 2   # each English sentence costs a translation call (~2-5 s) on top
@@ -180,10 +179,6 @@ def generation_points(points: list[Point], priorities: bool = False) -> list[Poi
     return [points[i] for i in sorted(best)]
 
 
-def _sentences_for(points: list[Point]) -> int:
-    return min(max(len(points), 1), MAX_SENTENCES)
-
-
 def output_grammar(lang: str, n_points: int, sentences: int = MAX_SENTENCES,
                    subject: str | None = None) -> str:
     """GBNF for `sentences` sentences at most, each text then one to three markers of given
@@ -207,19 +202,6 @@ def output_grammar(lang: str, n_points: int, sentences: int = MAX_SENTENCES,
         ch = r"ch ::= [^\[\]\n。！？!?.:：()（）a-zA-Z ]"
     return "\n".join([f"root ::= {first}{more}", sent, ch, 'cite ::= "[" num "]"',
                       f"num ::= {numbers}"])
-
-
-def per_point_grammar(n_points: int, subject: str | None = None) -> str:
-    """GBNF for a list answer (the priorities of a report): one short Chinese sentence per
-    point, in order, the n-th ending in [n], the first opening with the place. Three free
-    sentences covered a quarter of the key points of the seed reports' priorities."""
-    ch = r"ch ::= [^\[\]\n。！？!?.:：()（）a-zA-Z ]"
-    rules = [f"root ::= {' '.join(f'p{n}' for n in range(1, n_points + 1))}", ch]
-    for n in range(1, n_points + 1):
-        head = f'"{subject}" ch{{2,{LIST_SENTENCE_CHARS - len(subject)}}}' \
-            if subject and n == 1 else f"ch{{4,{LIST_SENTENCE_CHARS}}}"
-        rules.append(f'p{n} ::= {head} "[{n}]" "。"')
-    return "\n".join(rules)
 
 
 class UnusableOutput(ValueError):
@@ -272,16 +254,15 @@ class SentenceChecker:
         self.on_point = on_point
         self._texts = point_texts(points, sources)
         self.result = Checked()
-        self.limit: int | None = None  # the grammar's sentence length, when not the default
 
     def add(self, sentence: str) -> None:
         sentence = _POINT_REFERENCE.sub("", sentence).strip()
         if not sentence:
             return
         self.result.written += 1
-        if self.lang != "en" and _cut_off(sentence, self.lang, self.limit):
+        if self.lang != "en" and _cut_off(sentence, self.lang):
             sentence = _last_whole_clause(sentence) or sentence
-        reason = _cut_off(sentence, self.lang, self.limit) or check_sentence(sentence, self._texts, self.lang,
+        reason = _cut_off(sentence, self.lang) or check_sentence(sentence, self._texts, self.lang,
                                                                  self.context)
         if reason is not None:
             self.result.dropped[reason.split(" (")[0]] += 1
@@ -318,19 +299,18 @@ _DANGLING = re.compile(r"\b(?:is|are|was|of|the|a|an|and|or|to|in|on|for|with|by
                        r"\s*(?:\[\d+\])+\s*\.?$|[，、；,;：:]\s*(?:\[\d+\])+\s*。?$", re.I)
 
 
-def _cut_off(sentence: str, lang: str, limit: int | None = None) -> str | None:
+def _cut_off(sentence: str, lang: str) -> str | None:
     """A sentence the length limit (or the model) broke off mid-way is no answer."""
     body = _MARKER.sub("", sentence).strip().rstrip("。.")
     if _DANGLING.search(sentence) or any(body.count(a) > body.count(b)
                                           for a, b in ("《》", "“”", "（）", "()")):
         return "sentence broken off"
-    if len(body) >= (limit or (MAX_SENTENCE_CHARS_EN if lang == "en"
-                               else MAX_SENTENCE_CHARS_ZH)) - 1:
+    if len(body) >= (MAX_SENTENCE_CHARS_EN if lang == "en" else MAX_SENTENCE_CHARS_ZH) - 1:
         return "sentence broken off at the length limit"
     return None
 
 
-_CLAUSE_END = re.compile(r"[，,；;]")
+_CLAUSE_END = re.compile(r"[，,；;、]")  # a list cut after an item still says true things
 MIN_CLAUSE_CHARS = 12
 
 
@@ -542,16 +522,16 @@ class Rewriter:
                                       self._terms, listing=self._priorities)
         context = Context(question or "", loc.locality, instructions_text(system))
         checker = SentenceChecker(points, lang, context, emit, sources)
-        if self._priorities:
-            checker.limit = LIST_SENTENCE_CHARS
         if getattr(generator, "supports_grammar", False):
             # One place behind every point (the locality answered for, or the only report
             # quoted) opens the answer: the model otherwise guesses a place, or cuts 路桥区 to 桥区.
             subject = loc.locality or named or (sources[0] if len(set(sources)) == 1 else None)
             subject = to_simplified(subject) if subject else None
-            grammar = (per_point_grammar(len(points), subject) if self._priorities
-                       else output_grammar(lang, len(points), min(_sentences_for(points), most),
-                                           subject if lang != "en" else None))
+            # A priorities answer goes through the list: a sentence a point, each citing freely
+            # (forcing the n-th sentence to cite [n] made the model describe the wrong point).
+            most = len(points) if self._priorities and lang != "en" else most
+            grammar = output_grammar(lang, len(points), min(len(points), most),
+                                     subject if lang != "en" else None)
             checker.feed(generator.stream(prompt, system=system,  # type: ignore[attr-defined]
                                           max_tokens=self.max_tokens, temperature=0.0,
                                           grammar=grammar, examples=[_EXAMPLE]))

@@ -309,6 +309,27 @@ def test_packaged_model_answers_the_english_private_investment_question_in_engli
 
 
 @pytest.mark.slow
+def test_packaged_model_by_locality_writes_or_names_each_seed_locality(cli):
+    """`--by-locality --mode abstractive`: every seed locality is answered, each either in
+    checked generated sentences or with its extractive points, and then the notice names it."""
+    _require_model()
+    rc, out, err = cli("ask", "各地区分别把哪些工作作为重点？", "--by-locality", "--mode",
+                       "abstractive", "--json")
+    assert rc == 0, err
+    data = json.loads(out)
+    assert data["mode"] == "abstractive", data.get("notice")
+    localities = {loc["locality"]: loc["points"] for loc in data["localities"]}
+    assert {"莲都区", "丽水市", "路桥区", "丽水经开区", "温州市"} <= set(localities)
+    written = [name for name, points in localities.items()
+               if points and all(re.search(r"(?:\[\d+\])+。$", p["text"]) for p in points)]
+    assert written, data.get("notice")
+    for name, points in localities.items():
+        assert points and all(p["citations"] for p in points)
+        if name not in written:
+            assert name in (data.get("notice") or ""), name
+
+
+@pytest.mark.slow
 def test_english_question_extractive_points_get_a_checked_english_rendering(cli):
     """--translate-points: the quotes stay Chinese, each gets an English rendering marked as
     machine translation, or none when it fails the check (and the note says how many)."""

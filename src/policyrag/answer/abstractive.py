@@ -95,7 +95,7 @@ TRANSLATION_GRAMMAR = "\n".join([
     r'ch ::= [^\[\]\n.!?\u3000-\u303f\u4e00-\u9fff\uff00-\uffef] | [0-9] "." [0-9]',
 ])
 _LABELS = ("问题", "地区", "要点", "请回答。")
-LIST_ASK = "请逐条用一句话概括每个要点。"
+LIST_ASK = "请逐条概括：每句只写一个要点，句末写这个要点的编号。"
 
 
 def question_language(question: str | None, fallback: str = "zh-Hans") -> str:

@@ -95,6 +95,8 @@ SOURCE = "路桥创新政府和社会资本合作模式，推动民间资本投�
     ("Luqiao is creating new models of cooperation between government and social capital to "
      "draw in private investment [2].", None),
     ("Luqiao will draw 30 billion yuan of private investment [2].", "number not in its points"),
+    # a number in words (the 0.5B model wrote "Fourteen is the aid of blood transfusion…")
+    ("Luqiao will draw fourteen private investment projects [2].", "number not in its points"),
     ("Hangzhou will draw in private investment through new cooperation [2].", "name"),
     ("Luqiao is drawing in 民间资本 through new cooperation [2].", "not written in English"),
     ("Luqiao is drawing in private investment through new cooperation.", "lost its markers"),

@@ -59,8 +59,10 @@ _TERMS = {**GLOSSARY, **{en: f"{GLOSSARY.get(en, '')} {zh}".strip() for en, zh i
 _ACTORS = {"central": "中央 党中央", "state council": "国务院", "provinc": "省",
            "ministr": "部", "national people": "全国人大 人大"}
 # Cardinals only: "the second half of the year" (下半年) names no number.
-_NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-                 "eight": 8, "nine": 9, "ten": 10}
+_NUMBER_WORDS = {w: n for n, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "  # noqa: SIM905
+    "fifteen sixteen seventeen eighteen nineteen twenty".split()) if n} | {
+    "thirty": 30, "forty": 40, "fifty": 50, "hundred": 100, "thousand": 1000}
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from policyrag.answer.abstractive import Rewriter  # noqa: E402
+from policyrag.answer.abstractive import Rewriter, index_context  # noqa: E402
 from policyrag.answer.extractive import Answerer  # noqa: E402
 from policyrag.answer.generate import load_generator  # noqa: E402
 from policyrag.engine import Engine  # noqa: E402
@@ -42,6 +42,8 @@ def main() -> int:
     ap.add_argument("--max-tokens", type=int, default=200)
     ap.add_argument("--show", action="store_true", help="print kept sentences and their quotes")
     ap.add_argument("--keypoints", action="store_true", help="also key-point coverage")
+    ap.add_argument("--ids", default="", help="only these question ids, comma-separated")
+    ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = ap.parse_args()
 
     engine = Engine(args.index)
@@ -51,20 +53,30 @@ def main() -> int:
     print(f"generator {rewriter.generator().name} loaded in {time.monotonic() - t0:.1f} s")
     rows = [json.loads(line) for line in args.questions.read_text("utf-8").splitlines()
             if line.strip()][::args.every]
+    if args.ids:
+        wanted = set(args.ids.split(","))
+        rows = [q for q in rows if q["id"] in wanted]
     results = []
     for q in rows:
         extractive = answerer.ask(q["q"])
-        first: list[float] = []
-        start = time.monotonic()
-        answer = rewriter.rewrite(extractive, on_point=lambda _loc, _p, s=start, f=first:
-                                  f.append(time.monotonic() - s) if not f else None)
-        seconds = time.monotonic() - start
+        first: list[tuple[float, float]] = []
+        start, cpu0 = time.monotonic(), time.process_time()
+
+        def on_point(_loc, _p, s=start, c=cpu0, f=first):
+            if not f:
+                f.append((time.monotonic() - s, time.process_time() - c))
+
+        answer = rewriter.rewrite(extractive, **index_context(engine.index), on_point=on_point)
+        seconds, cpu = time.monotonic() - start, time.process_time() - cpu0
         check = answer.check or {"sentences_written": 0, "sentences_kept": 0}
         results.append({"id": q["id"], "lang": q["lang"], "mode": answer.mode,
-                        "seconds": seconds, "first": first[0] if first else None, **check})
+                        "answered": extractive.answered,
+                        "seconds": seconds, "cpu_seconds": cpu,
+                        "first": first[0][0] if first else None,
+                        "first_cpu": first[0][1] if first else None, **check})
         print(f"{q['id']:5} {q['lang']:8} {answer.mode:12} kept {check['sentences_kept']}/"
-              f"{check['sentences_written']}  {seconds:5.1f} s  first sentence "
-              + (f"{first[0]:.1f} s" if first else "-"), flush=True)
+              f"{check['sentences_written']}  {seconds:5.1f} s (cpu {cpu:4.1f})  first sentence "
+              + (f"{first[0][0]:.1f} s (cpu {first[0][1]:.1f})" if first else "-"), flush=True)
         if answer.notice:
             print(f"      note: {answer.notice[:300]}")
         if args.show:
@@ -77,37 +89,64 @@ def main() -> int:
                 print(f"      > {p.text}")
                 for c in p.citations:
                     print(f"          “{' '.join(c.quote.split())[:160]}”")
-    summarise(results)
+    figures = summarise(results)
     if args.keypoints:
-        coverage(answerer, rewriter, args.show)
+        figures.update(coverage(answerer, rewriter, args.show))
+    if args.json:
+        args.json.write_text(json.dumps({**figures, "per_question": results}, indent=1), "utf-8")
     return 0
 
 
-def summarise(results: list[dict]) -> None:
+def summarise(results: list[dict]) -> dict:
+    """Figures over the questions the reports answer (an off-topic question is not rewritten)."""
+    skipped = sum(not r["answered"] for r in results)
+    results = [r for r in results if r["answered"]]
     n = len(results)
     fell_back = sum(r["mode"] != "abstractive" for r in results)
     written = sum(r["sentences_written"] for r in results)
     kept = sum(r["sentences_kept"] for r in results)
     secs = [r["seconds"] for r in results]
+    cpus = [r["cpu_seconds"] for r in results]
     firsts = [r["first"] for r in results if r["first"] is not None]
+    first_cpus = [r["first_cpu"] for r in results if r["first_cpu"] is not None]
     print(f"\n{n} questions: fallback {fell_back}/{n} ({fell_back / n:.0%}); sentences kept "
           f"{kept}/{written} ({kept / max(written, 1):.0%}); seconds per answer median "
           f"{statistics.median(secs):.1f}, max {max(secs):.1f}; first checked sentence median "
-          + (f"{statistics.median(firsts):.1f} s" if firsts else "-"))
+          + (f"{statistics.median(firsts):.1f} s" if firsts else "-")
+          + f"\nCPU seconds of this process (the model runs on one thread, so about the time on"
+          f" an idle machine): per answer median {statistics.median(cpus):.1f}, max "
+          f"{max(cpus):.1f}; to the first checked sentence median "
+          + (f"{statistics.median(first_cpus):.1f}" if first_cpus else "-")
+          + (f" ({skipped} off-topic questions not rewritten)" if skipped else ""))
+    return {"questions": n, "fallback_rate": fell_back / n, "sentences_written": written,
+            "sentences_kept": kept, "seconds_median": statistics.median(secs),
+            "seconds_max": max(secs),
+            "first_sentence_median": statistics.median(firsts) if firsts else None,
+            "cpu_seconds_median": statistics.median(cpus),
+            "first_sentence_cpu_median": statistics.median(first_cpus) if first_cpus else None}
 
 
-def coverage(answerer: Answerer, rewriter: Rewriter, show: bool = False) -> None:
+def coverage(answerer: Answerer, rewriter: Rewriter, show: bool = False) -> dict:
     data = json.loads((ROOT / "tests/data/locality_keypoints.json").read_text("utf-8"))
     question = data["questions"][0]
     extractive = answerer.ask(question, by_locality=True)
-    start = time.monotonic()
-    abstractive = rewriter.rewrite(extractive)
-    seconds = time.monotonic() - start
+    start, cpu0 = time.monotonic(), time.process_time()
+    firsts: dict[str, float] = {}
+    abstractive = rewriter.rewrite(
+        extractive, **index_context(answerer.engine.index),
+        on_point=lambda loc, _p: firsts.setdefault(loc or "", time.process_time() - cpu0))
+    seconds, cpu = time.monotonic() - start, time.process_time() - cpu0
+    out = {"by_locality_seconds": seconds, "by_locality_cpu_seconds": cpu,
+           "by_locality_first_cpu": min(firsts.values(), default=None),
+           "by_locality_fallbacks": sum(
+        1 for loc in abstractive.localities if loc.points and "[" not in loc.points[0].text)}
     for name, answer in (("extractive", extractive), ("abstractive", abstractive)):
         cov = keypoint_coverage(answer.to_dict(), data)
+        out[f"keypoint_coverage_{name}"] = cov["macro"]
         print(f"key-point coverage, {name:11} ({answer.mode}): macro {cov['macro']:.2f} "
               f"micro {cov['micro']:.2f}")
-    print(f"by-locality rewrite of {len(extractive.localities)} localities: {seconds:.1f} s; "
+    print(f"by-locality rewrite of {len(extractive.localities)} localities: {seconds:.1f} s "
+          f"(cpu {cpu:.1f}, first sentence after cpu {out['by_locality_first_cpu']}); "
           f"notice: {abstractive.notice}")
     if show:
         for loc in abstractive.localities:
@@ -116,6 +155,7 @@ def coverage(answerer: Answerer, rewriter: Rewriter, show: bool = False) -> None
         for checked in rewriter.last_checks:
             for sentence, reason in checked.rejected:
                 print(f"      x {sentence}  <- {reason}")
+    return out
 
 
 if __name__ == "__main__":

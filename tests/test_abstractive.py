@@ -12,6 +12,7 @@ import pytest
 from policyrag.answer import packaged_model
 from policyrag.answer.abstractive import (
     Rewriter,
+    SentenceChecker,
     UnusableOutput,
     check_answer,
     output_grammar,
@@ -94,10 +95,15 @@ SOURCE = "路桥创新政府和社会资本合作模式，推动民间资本投�
     ("Luqiao is creating new models of cooperation between government and social capital to "
      "draw in private investment [2].", None),
     ("Luqiao will draw 30 billion yuan of private investment [2].", "number not in its points"),
+    # a number in words (the 0.5B model wrote "Fourteen is the aid of blood transfusion…")
+    ("Luqiao will draw fourteen private investment projects [2].", "number not in its points"),
     ("Hangzhou will draw in private investment through new cooperation [2].", "name"),
     ("Luqiao is drawing in 民间资本 through new cooperation [2].", "not written in English"),
     ("Luqiao is drawing in private investment through new cooperation.", "lost its markers"),
     ("Luqiao is drawing in private investment through new cooperation [5].", "lost its markers"),
+    # who acted, invented: the points speak of the district, not the Party's central committee
+    ("The CPC Central Committee will help Luqiao draw in private investment [2].",
+     "actor not in its points"),
 ])
 def test_translations_of_checked_sentences_are_checked_too(english, reason):
     why = check_translation(english, SOURCE, LUQIAO_POINTS, LUQIAO_EN)
@@ -189,6 +195,62 @@ def test_a_place_name_cut_short_is_rejected():
     assert why and "lost a place name" in why
 
 
+def test_the_place_whose_report_a_point_quotes_may_be_named():
+    """“Which city…?” is answered from the source: the model is told each point's place, and
+    the check accepts that place, but still no other."""
+    point = Point("要以本地发展的“稳进立”为全省大局多作贡献。", [])
+    context = Context("哪个市要求以本地发展的“稳进立”为全省大局多作贡献?", None)
+    kept = SentenceChecker([point], "zh-Hans", context, sources=["丽水市"])
+    kept.add("丽水市要求以发展的“稳进立”为全省多作贡献[1]。")
+    assert len(kept.result.points) == 1
+    unsourced = SentenceChecker([point], "zh-Hans", context)
+    unsourced.add("丽水市要求以发展的“稳进立”为全省多作贡献[1]。")
+    assert unsourced.result.dropped == {"place not in its points": 1}
+    wrong = SentenceChecker([point], "zh-Hans", context, sources=["丽水市"])
+    wrong.add("温州市要求以发展的“稳进立”为全省多作贡献[1]。")
+    assert wrong.result.dropped == {"place not in its points": 1}
+
+
+def test_a_sentence_broken_off_mid_clause_is_cut_back_to_its_last_whole_clause():
+    checker = SentenceChecker(_points(), "zh-Hans", LUQIAO)
+    checker.add("路桥创新政府和社会资本合作模式，推动民间资本投资，构建大平台+项目链的“[2]。")
+    assert [p.text for p in checker.result.points] == ["路桥创新政府和社会资本合作模式，推动民间资本投资[2]。"]
+    # What is left is checked like any sentence: an invented figure before the cut still fails.
+    checker.add("路桥计划新增民间投资50亿元，推动民间资本敢投、愿投、会投，构建大平台+项目链的“[2]。")
+    assert checker.result.dropped == {"number not in its points": 1}
+
+
+def test_an_answer_naming_the_phrase_the_question_quotes_is_no_copy():
+    point = ("围绕全力夺取“三季进、全年红”奋斗目标,刘志伟明确了目标只能高不能低、行动只能快不能慢、"
+             "势头只能增不能减的“三个工作导向”和七个方面具体工作:")
+    question = "哪里提出了目标只能高不能低、行动只能快不能慢、势头只能增不能减的“三个工作导向”?"
+    answer = "刘志伟明确了目标只能高不能低、行动只能快不能慢、势头只能增不能减的“三个工作导向”[1]。"
+    assert check_sentence(answer, [f"丽水经开区：{point}"], "zh-Hans",
+                          Context(question, None)) is None
+    # The same sentence copies the point when the question did not ask for that phrase.
+    why = check_sentence(answer, [f"丽水经开区：{point}"], "zh-Hans",
+                         Context("丽水经开区有哪些工作导向?", None))
+    assert why and "copies a point" in why
+
+
+def test_words_tagged_as_names_that_are_no_names_pass():
+    # jieba tags 智慧 and 福祉 as person names; a name begins with a surname (张三 does).
+    point = ["路桥区：聚焦民心思进,强队伍、聚智慧、争一流,增进民生福祉。"]
+    assert check_sentence("路桥区强队伍、聚智慧，增进民生福祉[1]。", point, "zh-Hans", LUQIAO) is None
+    why = check_sentence("路桥区张三强调强队伍、聚智慧[1]。", point, "zh-Hans", LUQIAO)
+    assert why and "name not in its points" in why
+
+
+def test_a_translation_may_name_a_zone_in_english():
+    source = "丽水经开区坚持抓党建促发展"
+    points = ["丽水经开区坚持抓党建促发展,各级领导干部特别是“一把手”坚决把抓落实摆在首要位置。"]
+    ok = "Lishui Economic Development Zone uses Party building to drive development [1]."
+    assert check_translation(ok, source, points, Context("Which zone?", None)) is None
+    lost = "The zone uses Party building to drive development [1]."
+    assert "lost a place name" in check_translation(lost, source, points,
+                                                    Context("Which zone?", None))
+
+
 # ---------------------------------------------------------------- the packaged model
 
 def _require_model() -> None:
@@ -229,6 +291,44 @@ def test_packaged_model_answers_an_english_question_in_english(engine, seed_copy
         assert p.citations and not any("\u4e00" <= ch <= "\u9fff" for ch in p.text)
         assert re.search(r"\[\d+\]\.$", p.text)
     assert "Luqiao" in answer.localities[0].points[0].text  # the place, in pinyin
+
+
+@pytest.mark.slow
+def test_packaged_model_answers_the_english_private_investment_question_in_english(cli):
+    """The issue's own English question: an English answer from Luqiao's report, no fallback."""
+    _require_model()
+    rc, out, err = cli("ask", "How does Luqiao attract private investment?", "--mode",
+                       "abstractive", "--json")
+    assert rc == 0, err
+    data = json.loads(out)
+    assert data["mode"] == "abstractive", data.get("notice")
+    points = data["localities"][0]["points"]
+    assert points and "Luqiao" in points[0]["text"]
+    for p in points:
+        assert re.search(r"^[A-Z][^\u4e00-\u9fff]+ (?:\[\d+\])+\.$", p["text"]), p["text"]
+        assert {c["doc_id"] for c in p["citations"]} == {"002_e8d0747b3dfad330"}
+    assert any("invest" in p["text"].lower() for p in points)
+
+
+@pytest.mark.slow
+def test_packaged_model_by_locality_writes_or_names_each_seed_locality(cli):
+    """`--by-locality --mode abstractive`: every seed locality is answered, each either in
+    checked generated sentences or with its extractive points, and then the notice names it."""
+    _require_model()
+    rc, out, err = cli("ask", "各地区分别把哪些工作作为重点？", "--by-locality", "--mode",
+                       "abstractive", "--json")
+    assert rc == 0, err
+    data = json.loads(out)
+    assert data["mode"] == "abstractive", data.get("notice")
+    localities = {loc["locality"]: loc["points"] for loc in data["localities"]}
+    assert {"莲都区", "丽水市", "路桥区", "丽水经开区", "温州市"} <= set(localities)
+    written = [name for name, points in localities.items()
+               if points and all(re.search(r"(?:\[\d+\])+。$", p["text"]) for p in points)]
+    assert written, data.get("notice")
+    for name, points in localities.items():
+        assert points and all(p["citations"] for p in points)
+        if name not in written:
+            assert name in (data.get("notice") or ""), name
 
 
 @pytest.mark.slow

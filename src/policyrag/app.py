@@ -237,8 +237,10 @@ def run_answer(answerer: Any, rewriter: Any, question: str, *, mode: str, by_loc
             out["notice"] = (f"abstractive mode unavailable: {reason}. Showing the extractive "
                              "answer instead.")
             return out
+        from policyrag.answer.abstractive import index_context
+
         with _generation_lock:
-            answer = rewriter.rewrite(answer, places=answerer.engine.index.localities())
+            answer = rewriter.rewrite(answer, **index_context(answerer.engine.index))
     return answer.to_dict()
 
 
@@ -248,6 +250,7 @@ def stream_rewrite(answerer: Any, rewriter: Any, ans: dict):
     across the page and the API."""
     import queue
 
+    from policyrag.answer.abstractive import index_context
     from policyrag.answer.extractive import Answer
 
     out: queue.Queue = queue.Queue()
@@ -257,7 +260,7 @@ def stream_rewrite(answerer: Any, rewriter: Any, ans: dict):
             with _generation_lock:
                 done = rewriter.rewrite(Answer.from_dict(ans),
                                         on_point=lambda _loc, point: out.put(point.text),
-                                        places=answerer.engine.index.localities())
+                                        **index_context(answerer.engine.index))
             out.put(done.to_dict())
         except Exception as exc:  # noqa: BLE001 - shown as the answer's notice, not a crash
             log.exception("abstractive rewrite failed")

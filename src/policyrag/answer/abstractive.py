@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from policyrag.answer.checker import Context, check_sentence, check_translation, is_echo
@@ -31,15 +31,24 @@ from policyrag.answer.extractive import (
     Citation,
     LocalityAnswer,
     Point,
+    question_kind,
 )
 from policyrag.answer.generate import GenerationUnavailable, Generator, load_generator
 from policyrag.script import detect_script, to_simplified, to_traditional
 
-DEFAULT_MAX_TOKENS = 200
-POINT_CHARS = 160      # each point is shown to the model cut to this many characters
-MAX_SENTENCES = 4
-MAX_SENTENCE_CHARS_ZH = 120  # the grammar cuts a sentence here (see output_grammar)
-MAX_SENTENCE_CHARS_EN = 420  # a Chinese sentence of 120 characters may need 400
+DEFAULT_MAX_TOKENS = 160
+POINT_CHARS = 110      # each point is shown to the model cut to this many characters
+# The model sees only the best few points of a locality: the prompt is most of the time to the
+# first sentence (prefill runs at ~35-100 tokens/s on one core), and a 1.5B model cites more
+# faithfully from three points than from five.
+GEN_POINTS = 3
+# A "what are the priorities" answer goes through the list, one short sentence a point.
+GEN_POINTS_PRIORITIES = 5
+LIST_POINT_CHARS = 60
+MAX_SENTENCES = 3
+MAX_SENTENCES_EN = 2   # each English sentence costs a translation call (~2-5 s) on top
+MAX_SENTENCE_CHARS_ZH = 60   # the grammar cuts a sentence here (see output_grammar)
+MAX_SENTENCE_CHARS_EN = 300  # a Chinese sentence of 60 characters may need 250
 MIN_KEPT_SHARE = 0.5   # fewer checked sentences than this share of those written: fall back
 _MARKER = re.compile(r"\[(\d{1,2})\]")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -57,19 +66,25 @@ _POINT_REFERENCE = re.compile(
 
 LANGS = ("en", "zh-Hans", "zh-Hant")
 
-# The examples show the shape only, in words unlikely in the reports; a sentence repeating
-# them, or using their words where the points do not, is dropped as an echo.
+# The system text and the worked example (one user turn and the answer to it) stay the same for
+# every question, so llama.cpp reuses their evaluated prefix from the previous question. The
+# example is in words unlikely in the reports (forest spas, tea festivals): a sentence repeating
+# them, or using their words where the points do not, is dropped as an echo. It shows the shape
+# the checker wants: short sentences in the writer's own words, each ending in the markers of
+# the points it uses, the source place as subject, and an irrelevant point left out.
 _SYSTEM = {
-    "en": ("You summarise Chinese local-government reports for English readers. Use only the "
-           "numbered points you are given: add no facts, numbers or names that are not in them. "
-           "Write plain English in your own words, translating every Chinese term. Every "
-           "sentence states its content in words and ends with the markers of the points it "
-           "uses. Example: \"The county will use digital reform to speed up public services "
-           "[1]. It will also build rural roads [2][3].\""),
-    "zh-Hans": ("你为地方政府报告写简明摘要。只能使用给出的编号要点，不得添加要点中没有的事实、数字、"
-                "地名或人名。用自己的话概括要点的意思，不要照抄原句，每句不超过50字。每句话末尾写出"
-                "所依据要点的编号。示例：“某县推广智慧灌溉节约用水[1]。它还修缮古村落[2][3]。”"),
+    "zh-Hans": ("你根据编号要点回答问题。只写要点里有的内容，不添加要点中没有的事实、数字、地名或人名。"
+                "用一到三句话作答，每句不超过40字，用自己的话简要概括，不照抄原句；"
+                "每句末尾写出所依据要点的编号。"),
 }
+_SYSTEM["en"] = _SYSTEM["zh-Hans"]  # English answers are written in Chinese, then translated
+_EXAMPLE = (
+    "问题：某县怎样做旺乡村旅游？\n地区：某县\n要点：\n"
+    "[1]开辟森林康养步道，扶持精品民宿集群，让茶农多一份收入。\n"
+    "[2]举办采茶节和山地马拉松，叫响“茶香某县”名号。\n"
+    "[3]新建农村污水管网。\n请回答。",
+    "某县开辟森林康养步道、扶持民宿，让茶农增收[1]。某县还借采茶节和马拉松叫响名号[2]。",
+)
 _TRANSLATE_SYSTEM = ("Translate the user's Chinese sentence from a local-government report into "
                      "one plain English sentence. Write place and person names in pinyin. Output "
                      "only the translation.")
@@ -79,11 +94,8 @@ TRANSLATION_GRAMMAR = "\n".join([
     f'root ::= [A-Z] ch{{3,{MAX_SENTENCE_CHARS_EN - 20}}} "."',
     r'ch ::= [^\[\]\n.!?\u3000-\u303f\u4e00-\u9fff\uff00-\uffef] | [0-9] "." [0-9]',
 ])
-_LABELS = {
-    "en": ("Question", "Locality", "Points", "Answer the question in at most {n} short English "
-           "sentences, each ending with its markers."),
-    "zh-Hans": ("问题", "地区", "要点", "请用不超过{n}句简体中文直接回答问题：先用自己的话概括答案，不要照抄要点原文，每句以编号结尾。"),
-}
+_LABELS = ("问题", "地区", "要点", "请回答。")
+LIST_ASK = "请逐条概括：每句只写一个要点，句末写这个要点的编号。"
 
 
 def question_language(question: str | None, fallback: str = "zh-Hans") -> str:
@@ -100,25 +112,71 @@ def _shorten(text: str, limit: int = POINT_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_CLAUSE = re.compile(r"[^，,；;。：:！？]+[，,；;。：:！？]?")
+
+
+def focus(text: str, words: set[str], limit: int = POINT_CHARS) -> str:
+    """A long point cut to its clauses that share most words with the question, in their
+    order, within `limit` characters: a shorter prompt is a faster first sentence, and fewer
+    clauses leave the model less to copy out. The check still reads the whole point."""
+    from policyrag.index.lexical import tokenize
+
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    clauses = _CLAUSE.findall(text)
+    score = [len(words & set(tokenize(c))) for c in clauses]
+    keep: set[int] = set()
+    used = 0
+    for i in sorted(range(len(clauses)), key=lambda i: (-score[i], i)):
+        if used + len(clauses[i]) > limit and keep:
+            continue
+        keep.add(i)
+        used += len(clauses[i])
+    out = "".join(clauses[i] for i in sorted(keep))
+    return _shorten(out.rstrip("，,；;：:") + ("。" if out[-1:] not in "。！？" else ""), limit)
+
+
 def build_prompt(question: str | None, locality: str | None, points: list[Point],
-                 lang: str) -> tuple[str, str]:
-    """(system, prompt) asking for an answer that cites the numbered points."""
-    base = "en" if lang == "en" else "zh-Hans"
-    q_label, loc_label, pts_label, ask = _LABELS[base]
+                 lang: str, sources: list[str | None] | None = None,
+                 terms: str | None = None, listing: bool = False) -> tuple[str, str]:
+    """(system, prompt) asking for an answer that cites the numbered points. Each point is
+    labelled with the place whose report it quotes (`sources`), so that a question asking
+    "which district…" is answered from the reports, not guessed. The model always writes
+    simplified Chinese: an English answer is translated afterwards (see `Rewriter`). `terms`
+    (an English question's Chinese search terms) pick the clauses of long points shown."""
+    q_label, loc_label, pts_label, ask = _LABELS
     if question is None:
-        question = ("What are the report's main priorities?" if base == "en"
-                    else "这份报告的主要工作重点是什么？")
-    lines = [f"{q_label}: {to_simplified(question) if base != 'en' else question}"]
-    if locality:
-        lines.append(f"{loc_label}: {to_simplified(locality)}")
-    lines.append(f"{pts_label}:")
-    lines += [f"[{n}] {_shorten(to_simplified(p.text))}" for n, p in enumerate(points, 1)]
-    lines += ["", ask.format(n=_sentences_for(points))]
-    return _SYSTEM[base], "\n".join(lines)
+        question = "这份报告的主要工作重点是什么？"
+    from policyrag.index.lexical import tokenize
+
+    words = set(tokenize(f"{question} {terms or ''}"))
+    sources = sources or [None] * len(points)
+    one = locality or (sources[0] if len(set(sources)) == 1 else None)
+    lines = [f"{q_label}：{to_simplified(question)}"]
+    if one:
+        lines.append(f"{loc_label}：{to_simplified(one)}")
+    lines.append(f"{pts_label}：")
+    for n, (p, source) in enumerate(zip(points, sources, strict=True), 1):
+        label = f"（{to_simplified(source)}）" if source and not one else ""
+        lines.append(f"[{n}]{label}"
+                     f"{focus(to_simplified(p.text), words, LIST_POINT_CHARS if listing else POINT_CHARS)}")
+    lines.append(LIST_ASK if listing else ask)
+    return _SYSTEM["en" if lang == "en" else "zh-Hans"], "\n".join(lines)
 
 
-def _sentences_for(points: list[Point]) -> int:
-    return min(max(len(points) - 1, 2), MAX_SENTENCES)
+def instructions_text(system: str) -> str:
+    """What a sentence may not echo: the system text and the worked example."""
+    return system + "\n示例：" + "\n".join(_EXAMPLE)
+
+
+def generation_points(points: list[Point], priorities: bool = False) -> list[Point]:
+    """The points the model sees: the best few by score, in report order."""
+    n = GEN_POINTS_PRIORITIES if priorities else GEN_POINTS
+    if len(points) <= n:
+        return list(points)
+    best = sorted(range(len(points)), key=lambda i: -points[i].score)[:n]
+    return [points[i] for i in sorted(best)]
 
 
 def output_grammar(lang: str, n_points: int, sentences: int = MAX_SENTENCES,
@@ -172,6 +230,14 @@ class Checked:
                 f"against the cited points; dropped: {reasons}")
 
 
+def point_texts(points: list[Point], sources: list[str | None] | None = None) -> list[str]:
+    """What each point supports, as the checker reads it: its text, after the place whose
+    report it quotes (the model was shown that place beside the point)."""
+    sources = sources or [None] * len(points)
+    return [(f"{to_simplified(src)}：" if src else "") + to_simplified(" ".join(p.text.split()))
+            for p, src in zip(points, sources, strict=True)]
+
+
 def split_sentences(text: str) -> list[str]:
     return [m.group(0).strip() for m in _SENTENCE.finditer(text or "") if m.group(0).strip()]
 
@@ -180,12 +246,13 @@ class SentenceChecker:
     """Checks sentences one by one as they arrive; kept ones become points with citations."""
 
     def __init__(self, points: list[Point], lang: str, context: Context,
-                 on_point: Callable[[Point], None] | None = None) -> None:
+                 on_point: Callable[[Point], None] | None = None,
+                 sources: list[str | None] | None = None) -> None:
         self.points = points
         self.lang = lang
         self.context = context
         self.on_point = on_point
-        self._texts = [to_simplified(" ".join(p.text.split())) for p in points]
+        self._texts = point_texts(points, sources)
         self.result = Checked()
 
     def add(self, sentence: str) -> None:
@@ -193,6 +260,8 @@ class SentenceChecker:
         if not sentence:
             return
         self.result.written += 1
+        if self.lang != "en" and _cut_off(sentence, self.lang):
+            sentence = _last_whole_clause(sentence) or sentence
         reason = _cut_off(sentence, self.lang) or check_sentence(sentence, self._texts, self.lang,
                                                                  self.context)
         if reason is not None:
@@ -239,6 +308,24 @@ def _cut_off(sentence: str, lang: str) -> str | None:
     if len(body) >= (MAX_SENTENCE_CHARS_EN if lang == "en" else MAX_SENTENCE_CHARS_ZH) - 1:
         return "sentence broken off at the length limit"
     return None
+
+
+_CLAUSE_END = re.compile(r"[，,；;、]")  # a list cut after an item still says true things
+MIN_CLAUSE_CHARS = 12
+
+
+def _last_whole_clause(sentence: str) -> str | None:
+    """A Chinese sentence broken off mid-clause (at the length limit, or “…打造“[2]。”), cut
+    back to its last comma with its markers kept; None when too little would be left. What is
+    left is checked like any sentence."""
+    m = re.search(r"((?:\[\d{1,2}\])+)\s*。?\s*$", sentence)
+    if not m:
+        return None
+    body = sentence[:m.start()]
+    ends = [e.start() for e in _CLAUSE_END.finditer(body)]
+    if not ends or ends[-1] < MIN_CLAUSE_CHARS:
+        return None
+    return body[:ends[-1]] + m.group(1) + "。"
 
 
 def check_answer(text: str, points: list[Point], lang: str,
@@ -318,6 +405,10 @@ class Rewriter:
         # The check of each locality of the last rewrite, dropped sentences included (for
         # benchmarks/abstractive.py; never part of an answer).
         self.last_checks: list[Checked] = []
+        self._sources: dict[str, str] = {}
+        self._priorities = False
+        self._terms: str | None = None  # an English question's Chinese search terms
+        self._shown: list[Point] = []  # the points the model saw for the current locality
 
     def generator(self) -> Generator:
         if self._unavailable:
@@ -336,13 +427,19 @@ class Rewriter:
         return self._generator
 
     def rewrite(self, extractive: Answer, on_point: OnPoint | None = None,
-                places: Iterable[str] = ()) -> Answer:
+                places: Iterable[str] = (), sources: Mapping[str, str] | None = None) -> Answer:
         """The abstractive answer, or the extractive one with a notice saying why not.
 
         `places` (the index's localities) lets an English question's romanised place names
-        reach the model in characters."""
+        reach the model in characters; `sources` (doc_id → the locality of its report, see
+        `index_context`) tells the model, and the check, whose report each point quotes."""
+        self.last_checks = []
         if not extractive.answered:  # nothing to write from: the passages are off the question
             return extractive
+        places = list(places)
+        self._sources = dict(sources or {})
+        self._priorities = extractive.question is None or question_kind(
+            extractive.question, places) == "priorities"
         try:
             generator = self.generator()
         except GenerationUnavailable as exc:
@@ -350,8 +447,11 @@ class Rewriter:
         lang = question_language(extractive.question, _doc_language(extractive))
         question = extractive.question
         named: str | None = None  # the place an English question names, in characters
+        self._terms = None
         if lang == "en" and question:
-            from policyrag.search.translate import with_place_characters
+            from policyrag.search.translate import translate_query, with_place_characters
+
+            self._terms = translate_query(question, places)  # cached by the search before
 
             question = with_place_characters(question, places)
             named = next((p for p in places if p in question), None)
@@ -378,7 +478,7 @@ class Rewriter:
                 continue
             kept += len(result.points)
             rewritten.append(LocalityAnswer(loc.locality, loc.doc_ids,
-                                            renumber(result.points, loc.points)))
+                                            renumber(result.points, self._shown)))
         check = {"sentences_written": written, "sentences_kept": kept}
         done = len([x for x in extractive.localities if x.points]) - len(problems)
         if done <= 0 and problems:
@@ -406,36 +506,56 @@ class Rewriter:
         # the reports', then each kept sentence translated and checked again (markers, numbers,
         # names, policy terms, no Chinese left). A direct English answer can only be checked
         # through a small glossary, and small models invent freely in English.
-        chinese = self._write(generator, question, loc, "zh-Hans", None, named)
+        chinese = self._write(generator, question, loc, "zh-Hans", None, named,
+                              most=MAX_SENTENCES_EN)
         return self._translate(generator, question, loc, chinese, emit)
 
     def _write(self, generator: Generator, question: str | None, loc: LocalityAnswer,
                lang: str, emit: Callable[[Point], None] | None,
-               named: str | None = None) -> Checked:
-        system, prompt = build_prompt(question, loc.locality or named, loc.points, lang)
-        context = Context(question or "", loc.locality, system)
-        checker = SentenceChecker(loc.points, lang, context, emit)
+               named: str | None = None, most: int = MAX_SENTENCES) -> Checked:
+        points = self._shown = generation_points(loc.points, self._priorities)
+        sources = self._sources_of(points)
+        # Each locality is asked about its own report: “各地区分别…” led the model to write
+        # about “各地区” instead of the place.
+        asked = None if self._priorities and loc.locality else question
+        system, prompt = build_prompt(asked, loc.locality or named, points, lang, sources,
+                                      self._terms, listing=self._priorities)
+        context = Context(question or "", loc.locality, instructions_text(system))
+        checker = SentenceChecker(points, lang, context, emit, sources)
         if getattr(generator, "supports_grammar", False):
-            subject = loc.locality or named
-            grammar = output_grammar(lang, len(loc.points), _sentences_for(loc.points),
-                                     to_simplified(subject) if subject and lang != "en" else None)
+            # One place behind every point (the locality answered for, or the only report
+            # quoted) opens the answer: the model otherwise guesses a place, or cuts 路桥区 to 桥区.
+            subject = loc.locality or named or (sources[0] if len(set(sources)) == 1 else None)
+            subject = to_simplified(subject) if subject else None
+            # A priorities answer goes through the list: a sentence a point, each citing freely
+            # (forcing the n-th sentence to cite [n] made the model describe the wrong point).
+            most = len(points) if self._priorities and lang != "en" else most
+            grammar = output_grammar(lang, len(points), min(len(points), most),
+                                     subject if lang != "en" else None)
             checker.feed(generator.stream(prompt, system=system,  # type: ignore[attr-defined]
                                           max_tokens=self.max_tokens, temperature=0.0,
-                                          grammar=grammar))
+                                          grammar=grammar, examples=[_EXAMPLE]))
             return checker.result
-        text = generator.generate(prompt, system=system, max_tokens=self.max_tokens,
-                                  temperature=0.0)
+        text = generator.generate(prompt, system=instructions_text(system),
+                                  max_tokens=self.max_tokens, temperature=0.0)
         if is_echo(text, system):
             return Checked(written=1, dropped=Counter({"echoes the prompt": 1}))
         for sentence in split_sentences(text):
             checker.add(sentence)
         return checker.result
 
+    def _sources_of(self, points: list[Point]) -> list[str | None]:
+        """The locality of the report each point quotes, where known."""
+        return [next((self._sources[c.doc_id] for c in p.citations
+                      if self._sources.get(c.doc_id)), None) for p in points]
+
     def _translate(self, generator: Generator, question: str | None, loc: LocalityAnswer,
                    chinese: Checked, emit: Callable[[Point], None] | None) -> Checked:
         out = Checked(written=chinese.written, dropped=Counter(chinese.dropped),
                       rejected=list(chinese.rejected))
-        texts = [to_simplified(" ".join(p.text.split())) for p in loc.points]
+        shown = self._shown
+        sources = self._sources_of(shown)
+        texts = point_texts(shown, sources)
         grammar = ({"grammar": TRANSLATION_GRAMMAR}
                    if getattr(generator, "supports_grammar", False) else {})
         for point in chinese.points:  # markers still name the model's input points
@@ -455,7 +575,7 @@ class Rewriter:
                 continue
             out.points.append(Point(sentence, list(point.citations)))
             if emit is not None:
-                emit(renumber(out.points, loc.points)[-1])
+                emit(renumber(out.points, shown)[-1])
         return out
 
 
@@ -487,21 +607,18 @@ def render_in_english(answer: Answer, generator: Generator | None = None) -> int
 def _translate_system(source: str) -> str:
     """The translation instructions, with the pinyin of the sentence's place names: told
     nothing, the model reads 路桥 as "road bridge"."""
-    from pypinyin import Style, lazy_pinyin
-
-    from policyrag.answer.checker import source_places
-
-    def english(place: str) -> str:
-        for suffix, word in (("经开区", "Economic Development Zone"), ("区", "District"),
-                             ("市", "City"), ("县", "County")):
-            if place.endswith(suffix) and len(place) > len(suffix) + 1:
-                stem = "".join(lazy_pinyin(place[:-len(suffix)], style=Style.NORMAL))
-                return f"{stem.capitalize()} {word}"
-        return "".join(lazy_pinyin(place, style=Style.NORMAL)).capitalize()
+    from policyrag.answer.checker import place_english, source_places
 
     found = source_places(source)
-    names = [f"{p} = {english(p)}" for p in found if not any(p != q and p in q for q in found)]
+    names = [f"{p} = {place_english(p)}" for p in found if not any(p != q and p in q for q in found)]
     return _TRANSLATE_SYSTEM + (f" Place names: {'; '.join(names)}." if names else "")
+
+
+def index_context(index: object) -> dict:
+    """The `places` and `sources` keyword arguments of `Rewriter.rewrite` for an open index."""
+    documents = getattr(index, "documents", {})
+    return {"places": index.localities(),  # type: ignore[attr-defined]
+            "sources": {d: doc.locality for d, doc in documents.items() if doc.locality}}
 
 
 def _doc_language(answer: Answer) -> str:

@@ -35,6 +35,7 @@ MIN_CITED_TOKENS = 2        # …of which at least this many found in the points
 MIN_TERM_SUPPORT = 0.6      # share of an English sentence's glossary terms found in its points
 COPY_SHARE = 0.85           # a sentence this much one run of a point's text is a copy…
 COPY_MIN_CHARS = 30         # …if that run is this long (a short phrase may well be quoted)
+QUOTED_RUN = 6              # characters in a row shared with the question: the question's words
 
 ECHO_LABELS = ("问题", "地区", "要点", "Question", "Locality", "Points")
 # English words that look like pinyin but are not names from the reports.
@@ -45,9 +46,23 @@ _NOT_NAMES = frozenset(
 _CONNECTIVES = frozenset(
     "通过 同时 以及 并且 此外 不断 积极 大力 致力 致力于 旨在 方面 主要 包括 进行 实施 开展 "  # noqa: SIM905
     "注重 重点 持续 努力 其中 相关 有效 各类".split())
+# Words jieba tags as places that name none in particular (示范城市, 全省大局).
+_NOT_PLACES = frozenset("城市 全国 全省 全市 全区 全县 城乡 乡村 农村 山区 沿海 本地 当地".split())  # noqa: SIM905
+# The search glossary, plus a few words whose Chinese a translation must not have invented and a
+# few more spellings of its terms (民办 is private too).
+_TERMS = {**GLOSSARY, **{en: f"{GLOSSARY.get(en, '')} {zh}".strip() for en, zh in {
+    "private": "民办", "party": "党",
+    "national": "国家 全国", "township": "乡镇 镇", "village": "村", "enterprise": "企业",
+    "farmer": "农民 农户", "rural": "乡村 农村", "tax": "税", "loan": "贷 融资",
+    "foreign": "外资 外商 外贸 国际 境外", "airport": "机场", "railway": "铁路",
+}.items()}}
+_ACTORS = {"central": "中央 党中央", "state council": "国务院", "provinc": "省",
+           "ministr": "部", "national people": "全国人大 人大"}
 # Cardinals only: "the second half of the year" (下半年) names no number.
-_NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-                 "eight": 8, "nine": 9, "ten": 10}
+_NUMBER_WORDS = {w: n for n, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "  # noqa: SIM905
+    "fifteen sixteen seventeen eighteen nineteen twenty".split()) if n} | {
+    "thirty": 30, "forty": 40, "fifty": 50, "hundred": 100, "thousand": 1000}
 
 
 @dataclass(frozen=True)
@@ -96,21 +111,22 @@ def check_sentence(sentence: str, points: list[str], lang: str,
     body = MARKER.sub("", sentence).strip()
     if lang == "en":
         return _check_english(body, cited, context)
-    return _check_chinese(to_simplified(body), cited, context)
+    return _check_chinese(to_simplified(body), cited, context, "".join(points))
 
 
 # ---------------------------------------------------------------- Chinese
 
 
-def _check_chinese(body: str, cited: str, context: Context) -> str | None:
+def _check_chinese(body: str, cited: str, context: Context, shown: str = "") -> str | None:
     letters = len(_LATIN_WORD.findall(body))
     han = len(_CJK.findall(body))
     if han < 4 or letters > max(1, han // 10):
         return "not written in Chinese"
-    if _copied(body, cited):
-        return "copies a point word for word"
     given = to_simplified(context.question + (context.locality or ""))
-    if bad := _from_instructions(body, cited, given, context.instructions):
+    if _copied(body, cited, to_simplified(context.question)):
+        return "copies a point word for word"
+    # A word of the example that none of the points given has leaked from the example.
+    if bad := _from_instructions(body, shown or cited, given, context.instructions):
         return f"echoes the prompt ({bad})"
     if bad := _unsupported_numbers(body, cited):
         return f"number not in its points ({bad})"
@@ -156,8 +172,15 @@ def _token_support(body: str, cited: str, given: str) -> tuple[float, int]:
     return score / len(tokens), found
 
 
-def _copied(body: str, cited: str) -> bool:
+def _copied(body: str, cited: str, question: str = "") -> bool:
+    """Most of the sentence is one run of a point's text. Phrases the question quotes from the
+    point (“哪里提出了…的‘三个工作导向’?”) do not count: an answer has to name them."""
     plain = re.sub(r"\W", "", body)
+    asked = re.sub(r"\W", "", question)
+    while asked and (m := SequenceMatcher(None, plain, asked, autojunk=False).find_longest_match(
+            0, len(plain), 0, len(asked))).size >= QUOTED_RUN:
+        plain = plain[:m.a] + plain[m.a + m.size:]
+        asked = asked[:m.b] + asked[m.b + m.size:]
     if len(plain) < COPY_MIN_CHARS:
         return False
     source = re.sub(r"\W", "", cited)
@@ -236,9 +259,17 @@ def _unsupported_places(body: str, cited: str, given: str, locality: str | None)
 
 def _unsupported_people(body: str, cited: str) -> str | None:
     for word in _tagged(body, ("nr", "nrfg", "nrt")):
-        if word not in cited:
+        # jieba tags words such as 智慧 and 福祉 as names: a name starts with a common surname.
+        if word[0] in _SURNAMES and word not in cited:
             return word
     return None
+
+
+# The most common Chinese surnames (about 85 % of people).
+_SURNAMES = frozenset(
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕"
+    "丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严"
+    "覃武戴莫孔向汤柏舒应葛章鲁詹裘楼虞")
 
 
 def _place_names(body: str) -> list[str]:
@@ -249,7 +280,8 @@ def _place_names(body: str) -> list[str]:
 
     full = [body[m.start:m.end] for m in find_places(body)
             if m.end - m.start >= 3 and body[m.end - 1] in "市区县省"]
-    return list(dict.fromkeys(_tagged(body, ("ns",)) + full))
+    tagged = [w for w in _tagged(body, ("ns",)) if w not in _NOT_PLACES]
+    return list(dict.fromkeys(tagged + full))
 
 
 @lru_cache(maxsize=512)
@@ -281,16 +313,44 @@ def check_translation(english: str, source: str, points: list[str],
     source = to_simplified(source)
     body = MARKER.sub("", english).strip()
     spelled = re.sub(r"[^a-z]", "", body.lower())
-    for place in source_places(source):
-        if not any(r in spelled for r in place_spellings(place)):
+    found = source_places(source)
+    for place in found:
+        if any(place != other and place in other for other in found):
+            continue  # 开区, which jieba tags inside 丽水经开区
+        if not any(r in spelled for r in place_spellings(place)) \
+                and place_english(place).replace(" ", "").lower() not in spelled:
             return f"translation lost a place name ({place})"
     cited = source + "".join(points[n - 1] for n in dict.fromkeys(numbers))
+    # "Lishui City", "Economic Development Zone": a place's name, checked above, not terms
+    # ("city", "economic", "develop") that the points must support.
+    body = _DIVISION.sub(r"\1", body)
     return _check_english(body, cited, context, need_term=False)
+
+
+_DIVISION = re.compile(r"\b([A-Z][a-z]+) (?:Economic Development Zone|Development Zone|City|"
+                       r"District|County)\b")
 
 
 def source_places(text: str) -> list[str]:
     """The place names a Chinese sentence writes (路桥, 丽水经开区)."""
     return _place_names(to_simplified(text))
+
+
+def place_english(place: str) -> str:
+    """How an English sentence names a division: Luqiao District, Lishui Economic Development
+    Zone (the translation prompt gives the model these)."""
+    from pypinyin import Style, lazy_pinyin
+
+    def spell(name: str) -> str:
+        # In a place name 都 is a capital, du (莲都 Liandu, 成都); pypinyin reads it dou.
+        return "".join("du" if ch == "都" else lazy_pinyin(ch, style=Style.NORMAL)[0]
+                       for ch in name).capitalize()
+
+    for suffix, word in (("经开区", "Economic Development Zone"), ("区", "District"),
+                         ("市", "City"), ("县", "County")):
+        if place.endswith(suffix) and len(place) > len(suffix) + 1:
+            return f"{spell(place[:-len(suffix)])} {word}"
+    return spell(place)
 
 
 def place_spellings(place: str) -> list[str]:
@@ -317,7 +377,7 @@ def _check_english(body: str, cited: str, context: Context, need_term: bool = Tr
         if value is not None and str(value) not in allowed and value > 1:
             return f"number not in its points ({w})"
     given = to_simplified(context.question + (context.locality or ""))
-    spelled = _pinyin_text(cited + given)
+    spelled = _pinyin_words(cited + given)
     for w in words:
         # Capitalised pinyin-looking words are names (Luqiao, Xu Guangwen), first word too.
         if not w[0].isupper() or w.lower() in _NOT_NAMES or not _is_pinyin(w):
@@ -325,7 +385,11 @@ def _check_english(body: str, cited: str, context: Context, need_term: bool = Tr
         if w.lower() not in spelled:
             return f"name not in its points ({w})"
     lowered = body.lower()
-    terms = [zh.split() for en, zh in GLOSSARY.items() if re.search(rf"\b{re.escape(en)}", lowered)]
+    for en, zh in _ACTORS.items():
+        # Who acted is a fact like a place: the province is not the Party centre.
+        if re.search(rf"\b{en}", lowered) and not any(z in cited + given for z in zh.split()):
+            return f"actor not in its points ({en})"
+    terms = [zh.split() for en, zh in _TERMS.items() if re.search(rf"\b{re.escape(en)}", lowered)]
     supported = [t for t in terms if any(z in cited or z in given for z in t)]
     from_points = [t for t in terms if any(z in cited for z in t)]
     if need_term and not from_points:
@@ -336,10 +400,19 @@ def _check_english(body: str, cited: str, context: Context, need_term: bool = Tr
 
 
 @lru_cache(maxsize=256)
-def _pinyin_text(text: str) -> str:
+def _pinyin_words(text: str) -> frozenset[str]:
+    """Every run of one to four whole syllables of the text's pinyin (luqiao, guangwen): a name
+    must match whole syllables, not letters that happen to meet across them (Liandou is not
+    in …lian dou…, it is not in lian du either)."""
     from pypinyin import Style, lazy_pinyin
 
-    return "".join(lazy_pinyin(text, style=Style.NORMAL)).lower()
+    # Letters already in the text (an English question naming Luqiao) count as syllables too.
+    syllables = [w.lower() for s in lazy_pinyin(text, style=Style.NORMAL)
+                 for w in re.findall(r"[A-Za-z]+", s)]
+    runs = {"".join(syllables[i:j]) for i in range(len(syllables))
+            for j in range(i + 1, min(i + 5, len(syllables) + 1))}
+    # Place names in every reading (莲都: liandu as well as pypinyin's liandou).
+    return frozenset(runs.union(*(place_spellings(p) for p in _place_names(to_simplified(text)))))
 
 
 @lru_cache(maxsize=1)

@@ -21,6 +21,7 @@ that can be shown to an end user as-is.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import ipaddress
 import json
@@ -29,7 +30,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -96,15 +97,21 @@ class Generator(Protocol):
     ) -> str: ...
 
 
-def _messages(prompt: str, system: str | None, *, fold_system: bool) -> list[dict[str, str]]:
+def _messages(prompt: str, system: str | None, *, fold_system: bool,
+              examples: Sequence[tuple[str, str]] = ()) -> list[dict[str, str]]:
+    """Chat messages; `examples` are (user, assistant) turns shown before the prompt."""
+    shots = [{"role": role, "content": text} for user, answer in examples
+             for role, text in (("user", user), ("assistant", answer))]
     # Gemma has no system role: its official template prepends the system text
     # to the first user turn, and llama_cpp's built-in "gemma" format would
     # silently drop it, so we fold it ourselves when asked to.
     if system and fold_system:
+        if shots:
+            shots[0]["content"] = f"{system}\n\n{shots[0]['content']}"
+            return [*shots, {"role": "user", "content": prompt}]
         return [{"role": "user", "content": f"{system}\n\n{prompt}"}]
-    if system:
-        return [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
-    return [{"role": "user", "content": prompt}]
+    head = [{"role": "system", "content": system}] if system else []
+    return [*head, *shots, {"role": "user", "content": prompt}]
 
 
 def _default_threads() -> int:
@@ -187,9 +194,11 @@ class LlamaCppGenerator:
         max_tokens: int = 512,
         temperature: float = 0.2,
         grammar: str | None = None,
+        examples: Sequence[tuple[str, str]] = (),
     ) -> str:
         return "".join(self.stream(prompt, system=system, max_tokens=max_tokens,
-                                   temperature=temperature, grammar=grammar)).strip()
+                                   temperature=temperature, grammar=grammar,
+                                   examples=examples)).strip()
 
     def stream(
         self,
@@ -199,9 +208,11 @@ class LlamaCppGenerator:
         max_tokens: int = 512,
         temperature: float = 0.2,
         grammar: str | None = None,
+        examples: Sequence[tuple[str, str]] = (),
     ) -> Iterator[str]:
-        """The answer piece by piece as the model writes it."""
-        messages = _messages(prompt, system, fold_system=self._fold_system)
+        """The answer piece by piece as the model writes it. A prompt that begins like the
+        previous one (same system text and examples) reuses its evaluated prefix."""
+        messages = _messages(prompt, system, fold_system=self._fold_system, examples=examples)
         compiled = self._grammar(grammar) if grammar else None
         try:
             with self._lock:
@@ -223,6 +234,13 @@ class LlamaCppGenerator:
         except ValueError as exc:  # e.g. prompt longer than the context window
             raise GenerationUnavailable(f"local generation failed: {exc}") from exc
 
+    def close(self) -> None:
+        """Free the model now. Called at exit for shared models: left to `Llama.__del__` during
+        interpreter teardown, freeing runs after the modules it needs are gone and prints an
+        ignored TypeError."""
+        with self._lock:
+            self._llm.close()
+
     def _grammar(self, text: str) -> Any:
         import llama_cpp
 
@@ -243,8 +261,17 @@ def shared_llama(model_path: str | Path, n_ctx: int = 4096) -> LlamaCppGenerator
     with _SHARED_LOCK:
         gen = _SHARED.get(key)
         if gen is None:
+            if not _SHARED:
+                atexit.register(_close_shared)
             gen = _SHARED[key] = LlamaCppGenerator(key[0], n_ctx=n_ctx)
         return gen
+
+
+def _close_shared() -> None:
+    with _SHARED_LOCK:
+        for gen in _SHARED.values():
+            gen.close()
+        _SHARED.clear()
 
 
 def _is_loopback(url: str) -> bool:

@@ -143,8 +143,10 @@ def _show(answer: Answer, engine: Engine, args: argparse.Namespace) -> int:
         _render_in_english(answer)
     if args.mode == ABSTRACTIVE:
         stream = args.stream if args.stream is not None else sys.stderr.isatty()
+        from policyrag.answer.abstractive import index_context
+
         answer = _rewriter(args).rewrite(answer, on_point=_StreamPrinter() if stream else None,
-                                         places=engine.index.localities())
+                                         **index_context(engine.index))
     if args.json:
         emit_json(answer.to_dict())
     else:
@@ -204,6 +206,8 @@ def cmd_summarize(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from exc
     if args.k is not None and args.k < 1:
         raise UserError("-k must be at least 1")
+    from policyrag.answer.abstractive import index_context
+
     engine, answerer = _answerer(args)
     rewriter = _rewriter(args) if args.mode == ABSTRACTIVE else None
 
@@ -212,7 +216,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 
     outcomes = run_batch(answerer, questions, by_locality=args.by_locality, mode=args.mode,
                          k=args.k, filters=filters_from(args),
-                         rewrite=(lambda a: rewriter.rewrite(a, places=engine.index.localities()))
+                         rewrite=(lambda a: rewriter.rewrite(a, **index_context(engine.index)))
                          if rewriter else None, on_error=report)
     titles = {d.doc_id: d.display_title for d in engine.index.documents.values()}
     written = write_all(outcomes, args.out, formats, mode=args.mode, titles=titles)

@@ -98,12 +98,23 @@ def _cache_path() -> Path:
     return cache_dir() / CACHE_FILE
 
 
+# The cache as last read, with the file's (inode, size, mtime): one `ask` looks a question up
+# two or three times, and a UI process many times; another process's write changes the stamp.
+_MEMO: dict[Path, tuple[tuple[int, int, int], dict[str, str]]] = {}
+
+
 def _read(path: Path) -> dict[str, str]:
     try:
+        st = path.stat()
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if (memo := _MEMO.get(path)) and memo[0] == stamp:
+            return dict(memo[1])
         data = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError):
         return {}
-    return data if isinstance(data, dict) else {}
+    data = data if isinstance(data, dict) else {}
+    _MEMO[path] = (stamp, data)
+    return dict(data)
 
 
 def _remember(key: str, terms: str) -> None:

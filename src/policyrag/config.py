@@ -23,6 +23,16 @@ class Settings:
     chunk_max_chars: int = 320
     chunk_overlap_chars: int = 60
     batch_size: int = 32
+    # Build and add stream reports through in batches: one segment is written per this many
+    # chunks, so memory holds one batch, not the collection (24 M characters in under 2 GB:
+    # python benchmarks/run.py --only memory).
+    segment_chunks: int = field(default_factory=lambda: int(_env("SEGMENT_CHUNKS", "20000")))
+    # Chunks are embedded this many at a time, cut from the whole stream (not per segment:
+    # the int8 model's vectors depend a little on which texts share a batch, so segment
+    # boundaries must not change them), and within that window sorted by length, so that a
+    # batch pads short texts less.
+    embed_window: int = field(default_factory=lambda: int(_env("EMBED_WINDOW", "1024")))
+    bucket_by_length: bool = True
     top_k: int = 5
     # Reciprocal-rank fusion. Buried among 12k real texts, BM25 stays strong on Chinese
     # questions while the packaged encoder's ranks turn noisy; a small constant with BM25 at

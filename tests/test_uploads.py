@@ -161,7 +161,7 @@ def test_the_library_tab_handlers(engine, tmp_path):
 def test_an_upload_shows_its_counts_and_the_time_left(engine, tmp_path):
     demo = app.build_app(engine)
     handlers = {f.name: f.fn for f in demo.fns.values()}
-    long = upload(tmp_path, "u", "longquan.txt", report("龙泉青瓷小镇", sentences=300))
+    long = upload(tmp_path, "u", "longquan.txt", report("龙泉青瓷小镇", sentences=800))
     shown: list[tuple[float, str]] = []
     html, _ = handlers["add_files"]([str(long)],
                                     progress=lambda f, desc=None, **k: shown.append((f, desc)))

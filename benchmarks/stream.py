@@ -78,18 +78,59 @@ def make_collection(path: Path, chars: int, corpus: Path = CORPUS) -> dict:
     return {"texts": texts, "chars": total}
 
 
-def memory(workdir: Path, chars: int) -> dict:
-    """Peak RSS, wall time and size of `policyrag index build` on about `chars` characters."""
+class Sampled:
+    """The real model for the first `real` passages it is asked for, random unit vectors after:
+    for a memory figure on a machine too busy to embed 95k chunks in time. The model's working
+    memory is per batch, allocated in the first ones, and does not grow with the chunks."""
+
+    def __init__(self, real, first: int) -> None:
+        import numpy as np
+
+        self.real, self.left, self.rng = real, first, np.random.default_rng(5)
+        self.name, self.revision, self.dim = real.name, real.revision, real.dim
+        self.max_chars = real.max_chars
+
+    def encode(self, texts, kind="passage", batch_size=32, progress=False):
+        if self.left > 0 or kind != "passage":
+            self.left -= len(texts)
+            return self.real.encode(texts, kind, batch_size)
+        v = self.rng.standard_normal((len(texts), self.dim)).astype("float32")
+        return v / (v ** 2).sum(axis=1, keepdims=True) ** 0.5
+
+
+def sampled_build(paths: list[str], root: str, first: int) -> None:
+    """What `policyrag index build PATHS --index ROOT` does, with a Sampled model."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from policyrag.engine import Engine
+    from policyrag.index.embedding import load_embedder
+
+    engine = Engine(root, progress=True)
+    engine._embedder = Sampled(load_embedder(), first)
+    gen, _ = engine.build([Path(p) for p in paths])
+    print(f"built {root} ({gen})")
+
+
+def memory(workdir: Path, chars: int, sampled: int | None = None) -> dict:
+    """Peak RSS, wall time and size of `policyrag index build` on about `chars` characters
+    (with `sampled`, only that many chunks embedded by the real model: see Sampled)."""
     collection = workdir / f"collection-{chars // 1_000_000}M.jsonl.gz"
-    made = make_collection(collection, chars)
+    made_file = collection.with_suffix(".made.json")
+    if collection.exists() and made_file.exists():  # a --workdir run again
+        made = json.loads(made_file.read_text("utf-8"))
+    else:
+        made = make_collection(collection, chars)
+        made_file.write_text(json.dumps(made), "utf-8")
     root = workdir / "index-memory"
     shutil.rmtree(root, ignore_errors=True)
     env = {**os.environ, "POLICYRAG_PROGRESS_SECONDS": "60",
            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "policyrag", "index", "build", str(SEEDS),
-                             str(collection), "--index", str(root)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cmd = ([sys.executable, "-m", "policyrag", "index", "build", str(SEEDS), str(collection),
+            "--index", str(root)] if sampled is None else
+           [sys.executable, __file__, "--sampled-build", str(sampled), str(root), str(SEEDS),
+            str(collection)])
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     out, err = proc.communicate()  # (its pipes drained, so it never blocks on them)
     seconds = time.perf_counter() - t
     if proc.returncode:
@@ -100,6 +141,7 @@ def memory(workdir: Path, chars: int) -> dict:
             "texts": made["texts"], "documents": manifest["documents"],
             "chunks": manifest["chunks"], "segments": len(manifest["segments"]),
             "build_s": round(seconds, 1), "peak_rss_mb": round(rss / 1024, 1),
+            "model_embedded": "all" if sampled is None else sampled,
             "stdout": out.strip().splitlines()[-1:]}
 
 
@@ -127,11 +169,12 @@ def corpus_part(texts: int | None, workdir: Path) -> Path:
     return part
 
 
-def throughput(workdir: Path, texts: int | None = None) -> dict:
+def throughput(workdir: Path, n_texts: int | None = None, sort: bool = False) -> dict:
     """Raw encode (in order; in the build's length-sorted windows) against the build, at the
-    shared corpus's size (or the seeds and `texts` of its texts), in this process. Wall
+    shared corpus's size (or the seeds and `n_texts` of its texts), in this process. Wall
     seconds, and this process's CPU seconds beside them: on a machine shared with other jobs,
-    the CPU time is what the work itself cost."""
+    the CPU time is what the work itself cost. With `sort`, also raw encode in length-sorted
+    windows (what settings.bucket_by_length would have the build do)."""
     sys.path.insert(0, str(ROOT / "src"))
     from policyrag.config import Settings
     from policyrag.engine import Engine
@@ -143,7 +186,7 @@ def throughput(workdir: Path, texts: int | None = None) -> dict:
     settings = Settings()
     embedder = load_embedder()
     embedder.encode(["预热"])  # the session is made outside every timing
-    corpus = corpus_part(texts, workdir)
+    corpus = corpus_part(n_texts, workdir)
     t = time.perf_counter()
     docs, _ = load_documents([SEEDS, corpus])
     read_s = time.perf_counter() - t
@@ -153,12 +196,15 @@ def throughput(workdir: Path, texts: int | None = None) -> dict:
     t, c = time.perf_counter(), time.process_time()
     embedder.encode(texts, "passage", settings.batch_size)
     raw_s, raw_cpu = time.perf_counter() - t, time.process_time() - c
-    window = settings.embed_window
-    order = [i for w in range(0, len(texts), window)
-             for i in sorted(range(w, min(w + window, len(texts))), key=lambda i: len(texts[i]))]
-    t, c = time.perf_counter(), time.process_time()
-    embedder.encode([texts[i] for i in order], "passage", settings.batch_size)
-    sorted_s, sorted_cpu = time.perf_counter() - t, time.process_time() - c
+    sorted_s = sorted_cpu = 0.0
+    if sort:
+        window = settings.embed_window
+        order = [i for w in range(0, len(texts), window)
+                 for i in sorted(range(w, min(w + window, len(texts))),
+                                 key=lambda i: len(texts[i]))]
+        t, c = time.perf_counter(), time.process_time()
+        embedder.encode([texts[i] for i in order], "passage", settings.batch_size)
+        sorted_s, sorted_cpu = time.perf_counter() - t, time.process_time() - c
     root = workdir / "index-throughput"
     shutil.rmtree(root, ignore_errors=True)
     engine = Engine(root, settings=settings)
@@ -170,11 +216,14 @@ def throughput(workdir: Path, texts: int | None = None) -> dict:
     return {"chunks": n, "segments": len(_manifest(root)["segments"]),
             "read_s": round(read_s, 1), "raw_s": round(raw_s, 1),
             "raw_sorted_s": round(sorted_s, 1), "build_s": round(build_s, 1),
-            "raw_cps": round(n / raw_s, 1), "raw_sorted_cps": round(n / sorted_s, 1),
+            "raw_cps": round(n / raw_s, 1),
+            "raw_sorted_cps": round(n / sorted_s, 1) if sort else None,
             "build_cps": round(n / build_s, 1), "ratio": round(raw_s / build_s, 3),
-            "raw_cpu_s": round(raw_cpu, 1), "raw_sorted_cpu_s": round(sorted_cpu, 1),
+            "raw_cpu_s": round(raw_cpu, 1),
+            "raw_sorted_cpu_s": round(sorted_cpu, 1) if sort else None,
             "build_cpu_s": round(build_cpu, 1), "cpu_ratio": round(raw_cpu / build_cpu, 3),
-            "texts": "all" if texts is None else texts, "threads": os.cpu_count()}
+            "texts": "all" if n_texts is None else n_texts,
+            "bucket_by_length": settings.bucket_by_length, "threads": os.cpu_count()}
 
 
 def tables(res: dict) -> str:
@@ -182,10 +231,11 @@ def tables(res: dict) -> str:
     if "memory" in res:
         m = res["memory"]
         lines += ["## Peak memory of `policyrag index build` (own process)",
-                  "| characters | reports | chunks | segments | wall | peak RSS |",
-                  "|---|---|---|---|---|---|",
+                  "| characters | reports | chunks | segments | wall | peak RSS | chunks "
+                  "embedded by the model |", "|---|---|---|---|---|---|---|",
                   f"| {m['chars'] / 1e6:.1f} M | {m['documents']} | {m['chunks']} | "
-                  f"{m['segments']} | {m['build_s']:.0f} s | {m['peak_rss_mb']:.0f} MB |", ""]
+                  f"{m['segments']} | {m['build_s']:.0f} s | {m['peak_rss_mb']:.0f} MB | "
+                  f"{m['model_embedded']} |", ""]
     if "throughput" in res:
         t = res["throughput"]
         lines += ["## Build throughput against raw encode (same chunk texts, one process)",
@@ -208,9 +258,19 @@ def main() -> None:
                     help="characters indexed for the memory figure (default 24 M)")
     ap.add_argument("--texts", type=int, default=None,
                     help="throughput on the seeds and only this many corpus texts")
+    ap.add_argument("--sampled", type=int, default=None, metavar="N",
+                    help="memory: embed only the first N chunks with the real model, random "
+                         "vectors after (a busy machine; see Sampled)")
+    ap.add_argument("--sampled-build", nargs="+", help=argparse.SUPPRESS)
+    ap.add_argument("--sorted", action="store_true",
+                    help="throughput: also raw encode in length-sorted windows")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     a = ap.parse_args()
+    if a.sampled_build:
+        first, root, *paths = a.sampled_build
+        sampled_build(paths, root, int(first))
+        return
     only = {s.strip() for s in a.only.split(",") if s.strip()}
     if only - set(SECTIONS):
         ap.error(f"unknown section(s) {', '.join(sorted(only - set(SECTIONS)))}")
@@ -220,10 +280,10 @@ def main() -> None:
                              "load_start": [round(x, 2) for x in os.getloadavg()]}}
     try:
         if "throughput" in only:
-            res["throughput"] = throughput(work, a.texts)
+            res["throughput"] = throughput(work, a.texts, a.sorted)
             print(json.dumps(res["throughput"]), file=sys.stderr, flush=True)
         if "memory" in only:
-            res["memory"] = memory(work, a.chars)
+            res["memory"] = memory(work, a.chars, a.sampled)
             print(json.dumps(res["memory"]), file=sys.stderr, flush=True)
     finally:
         if a.workdir is None:

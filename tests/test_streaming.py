@@ -133,3 +133,17 @@ def test_a_writer_killed_between_segments_leaves_the_previous_index(
     assert idx.verify(index_copy) == []
     assert "r5" in again.index.documents
     shutil.rmtree(index_copy)
+
+
+def test_length_sorted_batches_give_each_chunk_its_own_vector(seed_copy, embedder):
+    """With bucket_by_length, texts are embedded in length order and put back: one text per
+    batch makes vectors independent of batching, so they must equal the unsorted ones."""
+    from policyrag.ingest.documents import load_documents
+
+    docs, _ = load_documents([seed_copy / "000_e9f0a6d5a56f891f.txt"])
+    chunks = idx._chunk_all(docs, Settings(), embedder)[:12]
+    assert len({len(c.text) for c in chunks}) > 3  # (so that sorting moves them)
+    plain = replace(Settings(), batch_size=1, bucket_by_length=False)
+    bucketed = replace(plain, bucket_by_length=True)
+    assert np.allclose(idx._embed(chunks, embedder, bucketed),
+                       idx._embed(chunks, embedder, plain), atol=1e-6)

@@ -29,10 +29,12 @@ class Settings:
     segment_chunks: int = field(default_factory=lambda: int(_env("SEGMENT_CHUNKS", "20000")))
     # Chunks are embedded this many at a time, cut from the whole stream (not per segment:
     # the int8 model's vectors depend a little on which texts share a batch, so segment
-    # boundaries must not change them), and within that window sorted by length, so that a
-    # batch pads short texts less.
+    # boundaries must not change them). Sorting each window by length, so that a batch pads
+    # short texts less, saved only 2% of the CPU time on real chunks (most are near the
+    # 320-character limit: python benchmarks/stream.py --only throughput --sorted) and would
+    # change every vector from what earlier builds made; so it is off.
     embed_window: int = field(default_factory=lambda: int(_env("EMBED_WINDOW", "1024")))
-    bucket_by_length: bool = True
+    bucket_by_length: bool = False
     top_k: int = 5
     # Reciprocal-rank fusion. Buried among 12k real texts, BM25 stays strong on Chinese
     # questions while the packaged encoder's ranks turn noisy; a small constant with BM25 at

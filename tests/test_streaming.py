@@ -147,3 +147,36 @@ def test_length_sorted_batches_give_each_chunk_its_own_vector(seed_copy, embedde
     bucketed = replace(plain, bucket_by_length=True)
     assert np.allclose(idx._embed(chunks, embedder, bucketed),
                        idx._embed(chunks, embedder, plain), atol=1e-6)
+
+
+def test_segments_written_elsewhere_are_adopted_in_one_commit(tmp_path, index_dir):
+    """What a distributed build does: workers write segments into folders of their own, and
+    one commit adopts them all; the index is the one they were cut from."""
+    from dataclasses import asdict
+
+    from policyrag.index.segments import lexicon_digest
+    from policyrag.index.segments import write as write_segment
+
+    src = idx.open_index(index_dir)
+    docs = sorted(src.documents.values(), key=lambda d: d.doc_id)
+    root = tmp_path / "adopted"
+    with store.writer_lock(root), idx.new_generation(root, src.manifest.dim) as gen:
+        for part in (docs[:2], docs[2:]):
+            ids = {d.doc_id for d in part}
+            rows = [i for i, c in enumerate(src.chunks) if c.doc_id in ids]
+            folder = root / f"{store.TMP_PREFIX}worker-{len(gen.segments)}"
+            folder.mkdir()
+            seg = write_segment(folder, "worker", src.manifest.dim, part,
+                                [src.chunks[i] for i in rows], src.matrix()[rows],
+                                [" ".join(src.tokens[i]) for i in rows],
+                                lexicon_digest(src.lexicon))
+            gen.adopt(folder, seg)
+        gen.commit(idx.Manifest.from_dict(asdict(src.manifest)), [None],
+                   src.manifest.corpus_fingerprint, 2)
+    assert idx.verify(root) == []
+    got = idx.open_index(root)
+    assert [s["name"] for s in got.manifest.segments] == ["gen-000001", "gen-000001/seg-0001"]
+    order = [src.chunk_row(c.chunk_id) for c in got.chunks]
+    assert sorted(order) == list(range(len(src.chunks)))
+    assert np.array_equal(got.matrix(), src.matrix()[order])
+    assert list(root.glob(f"{store.TMP_PREFIX}*")) == []

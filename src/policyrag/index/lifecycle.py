@@ -517,6 +517,8 @@ class NewGeneration:
         place, name = self._place()
         for fname in SEGMENT_FILES:
             (folder / fname).rename(place / fname)
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # emptied (anything else the worker left there stays)
         adopted = Segment.from_dict({**asdict(seg), "name": name})
         self.segments.append(adopted)
         return adopted

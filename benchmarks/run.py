@@ -1,8 +1,17 @@
-"""policyrag benchmarks: build throughput, query latency and memory by corpus size, peers, start-up.
+"""policyrag benchmarks: every figure of the README's performance section, with the machine.
 
-    python benchmarks/run.py                 # everything, about 6-8 minutes on 2 cores
-    python benchmarks/run.py --quick         # seeds and 10k only, fewer repeats, ~2 minutes
-    python benchmarks/run.py --sizes 10000,100000 --only latency --json out.json
+    python benchmarks/run.py                 # everything: about 1.5-2 hours on 2 cores
+    python benchmarks/run.py --quick         # smaller sizes, fewer repeats
+    python benchmarks/run.py --only build,latency,peers,startup     # the classic 6-8 minutes
+    python benchmarks/run.py --only segments,memory,throughput,ann,ray --json out.json
+
+Sections: build (throughput on synthetic chunks), latency, peers, startup (measured here);
+segments (add and remove cost, benchmarks/segments.py), memory (peak RSS of `policyrag index
+build` on 24 M characters) and throughput (build against raw encode at the shared corpus's
+size; both benchmarks/stream.py), ann (recall against flat, latency at 100k/1M:
+benchmarks/ann.py), ray (Ray against single-process build: benchmarks/ray_build.py). The
+scripts run as their own processes with --json, and their tables are printed here; one absent
+from this tree is skipped with a note. A closing table lists the issue-12 figures.
 
 Every measurement runs in a fresh Python process (so RSS figures are per corpus size and
 start-up is cold), driven from here; each prints one RESULT line of JSON that this script turns
@@ -27,7 +36,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEV = ROOT / "tests" / "data" / "dev_questions.jsonl"
-SECTIONS = ("build", "latency", "peers", "startup")
+SECTIONS = ("build", "latency", "peers", "startup", "segments", "memory", "throughput", "ann",
+            "ray")
+# Sections measured by another script: (script, its arguments, quick arguments, timeout s).
+SCRIPTS = {
+    "segments": ("segments.py", [], ["--chunks", "20000", "--no-baseline"], 1800),
+    "memory": ("stream.py", ["--only", "memory"], ["--only", "memory", "--chars", "2000000"],
+               5400),
+    "throughput": ("stream.py", ["--only", "throughput"], ["--only", "throughput"], 3600),
+    "ann": ("ann.py", [], ["--sizes", "100000"], 5400),
+    "ray": ("ray_build.py", [], ["--texts", "500"], 3600),
+}
 MODES = ("dense", "lexical", "hybrid")
 QUERY = "招商引资"
 
@@ -365,6 +384,97 @@ def worker(name: str, args: dict, timeout: float = 900) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
+def external(section: str, quick: bool) -> dict | None:
+    """Run the script that measures `section` with --json, print its own tables, and return its
+    figures; None (with a note) when the script is not in this tree or fails."""
+    script, args, quick_args, timeout = SCRIPTS[section]
+    path = HERE / script
+    if not path.exists():
+        say(f"\n## {section}: benchmarks/{script} is not in this tree; skipped")
+        return None
+    with tempfile.TemporaryDirectory(prefix=f"policyrag-{section}-") as tmp:
+        out = Path(tmp) / "figures.json"
+        cmd = [sys.executable, str(path), *(quick_args if quick else args), "--json", str(out)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(ROOT / "src"), str(HERE), os.environ.get("PYTHONPATH", "")])}
+        say(f"\n## {section}: {' '.join(['python', f'benchmarks/{script}', *cmd[2:-2]])}")
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired:
+            say(f"  {script} ran past {timeout} s; skipped")
+            return None
+        if proc.returncode or not out.exists():
+            tail = "\n".join(proc.stderr.strip().splitlines()[-6:])
+            say(f"  {script} failed (exit {proc.returncode}); skipped:\n{tail}")
+            return None
+        say(proc.stdout.rstrip())
+        return json.loads(out.read_text("utf-8"))
+
+
+def _get(data: dict | None, *keys, fmt: str = "{}") -> str:
+    """data[k1][k2]... formatted, or a dash when a script was skipped or words it otherwise."""
+    try:
+        for key in keys:
+            data = data[key]  # type: ignore[index]
+        return fmt.format(data)
+    except (KeyError, IndexError, TypeError, ValueError):
+        return "-"
+
+
+def _ann_rows(ann: dict | None) -> list[list]:
+    rows = []
+    chosen = next((r for r in _get_list(ann, "recall", "sweep") if r.get("chosen")), None)
+    if chosen is not None:
+        rows.append(["ANN recall@10 against flat (real vectors)",
+                     f"{chosen.get('recall@10', '-')} ({chosen.get('index', '')})", "ann"])
+    for r in _get_list(ann, "scale"):
+        if r.get("mode") == "ann" and "error" not in r:
+            rows.append([f"search p50 hybrid / ask p50 at {r.get('size', '?')} chunks",
+                         f"{_get(r, 'hybrid_search', 'p50_ms')} / {_get(r, 'ask', 'p50_ms')} ms"
+                         f"; open {_get(r, 'open_s')} s, RSS "
+                         f"{_get(r, 'memory_after_queries', 'rss_mb', fmt='{:.0f}')} MB", "ann"])
+    return rows or [["ANN recall, latency at 100k/1M", "-", "ann"]]
+
+
+def _get_list(data: dict | None, *keys) -> list[dict]:
+    try:
+        for key in keys:
+            data = data[key]  # type: ignore[index]
+    except (KeyError, TypeError):
+        return []
+    return data if isinstance(data, list) else []
+
+
+def summary(results: dict) -> str:
+    """The figures issue 12 asks for, from whichever sections ran."""
+    seg = results.get("segments") or {}
+    ours = seg.get("segments") if isinstance(seg, dict) else None
+    mem = (results.get("memory") or {}).get("memory")
+    thr = (results.get("throughput") or {}).get("throughput")
+    ray = results.get("ray")
+    rows = [
+        [f"add one report to a {_get(ours, 'chunks')}-chunk index",
+         f"{_get(ours, 'add_s')} s ({_get(ours, 'add_minus_embed_s')} s beyond embedding), "
+         f"{_get(ours, 'add_mb')} MB written", "segments"],
+        ["remove one report", f"{_get(ours, 'remove_s')} s, {_get(ours, 'remove_mb')} MB "
+                              "written", "segments"],
+        [f"peak RSS, `index build` of {_get(mem, 'chars', fmt='{:,}')} characters",
+         f"{_get(mem, 'peak_rss_mb')} MB ({_get(mem, 'chunks')} chunks, "
+         f"{_get(mem, 'segments')} segments, {_get(mem, 'build_s')} s)", "memory"],
+        [f"build vs raw encode, {_get(thr, 'chunks')} chunks",
+         f"{_get(thr, 'build_cps')} vs {_get(thr, 'raw_cps')} chunks/s "
+         f"({_get(thr, 'ratio', fmt='{:.0%}')})", "throughput"],
+        *_ann_rows(results.get("ann")),
+        ["Ray vs single-process build", f"{_get(ray, 'ray', 'seconds')} s vs "
+         f"{_get(ray, 'single', 'seconds')} s ({_get(ray, 'ray_over_single')}x; "
+         f"{_get(ray, 'texts')})", "ray"],
+    ]
+    m = results["machine"]
+    return table(f"Issue 12 figures ({m['cpus']} CPUs, {m['platform']}; load average "
+                 f"{m['load_start'][0]} at start)", ["figure", "value", "section"], rows)
+
+
 def cold_search(index: Path, runs: int) -> dict:
     cmd = [sys.executable, "-m", "policyrag", "search", QUERY, "--index", str(index), "-k", "3"]
     times = []
@@ -462,8 +572,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--build-chunks", type=int, default=None,
                    help="chunks embedded for the build-throughput test (default 600; quick: "
                         "the seeds only)")
-    p.add_argument("--only", default=",".join(SECTIONS),
-                   help=f"comma-separated sections to run (default: {','.join(SECTIONS)})")
+    p.add_argument("--only", default="all",
+                   help=f"comma-separated sections to run (default: all of {','.join(SECTIONS)})")
     p.add_argument("--workdir", type=Path, default=None,
                    help="where indexes are written (default: a temporary folder)")
     p.add_argument("--json", type=Path, default=None, help="also write all figures here")
@@ -480,6 +590,8 @@ def main(argv: list[str] | None = None) -> int:
              if s.strip()]
     build_chunks = args.build_chunks if args.build_chunks is not None else (0 if quick else 600)
     only = {s.strip() for s in args.only.split(",") if s.strip()}
+    if only == {"all"}:
+        only = set(SECTIONS)
     unknown = only - set(SECTIONS)
     if unknown:
         p.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from "
@@ -584,6 +696,11 @@ def main(argv: list[str] | None = None) -> int:
             say(table("Packaged ONNX model by graph optimisation level",
                       ["level", "load s", "encode ch/s"],
                       [[k, v["load_s"], v["cps"]] for k, v in onnx.items()]))
+        for section in SCRIPTS:
+            if section in only:
+                results[section] = external(section, quick)
+        if only & set(SCRIPTS):
+            say(summary(results))
     finally:
         if own_tmp:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -1,7 +1,7 @@
 """What a change costs on a large index: adding one report, removing it, compacting.
 
     python benchmarks/segments.py                   # 100k chunks, this tree and the baseline
-    python benchmarks/segments.py --chunks 20000 --no-baseline
+    python benchmarks/segments.py --chunks 20000 --no-baseline --json figures.json
 
 Each implementation runs in its own process: it builds a synthetic index of about --chunks
 chunks through its own writer (texts recombined from the seeds as in synth.py, random unit
@@ -191,6 +191,7 @@ def main() -> None:
     ap.add_argument("--chunks", type=int, default=100_000)
     ap.add_argument("--baseline", default=BASELINE, help="git revision of the old writer")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--index", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -216,6 +217,9 @@ def main() -> None:
     print(table(results))
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
           f"{os.cpu_count()} cores")
+    if a.json:
+        a.json.write_text(json.dumps({"chunks": a.chunks, "cpus": os.cpu_count(), **results},
+                                     ensure_ascii=False, indent=2) + "\n", "utf-8")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ in what the page and the API show, no `{"error": null}`. Real engine, real model
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 from pathlib import Path
 
@@ -155,6 +156,25 @@ def test_the_library_tab_handlers(engine, tmp_path):
     assert len(stored(engine)) == 1
     assert "Removed qingtian from the index." in handlers["remove_doc"]("qingtian")
     assert stored(engine) == []
+
+
+def test_an_upload_shows_its_counts_and_the_time_left(engine, tmp_path):
+    demo = app.build_app(engine)
+    handlers = {f.name: f.fn for f in demo.fns.values()}
+    long = upload(tmp_path, "u", "longquan.txt", report("龙泉青瓷小镇", sentences=800))
+    shown: list[tuple[float, str]] = []
+    html, _ = handlers["add_files"]([str(long)],
+                                    progress=lambda f, desc=None, **k: shown.append((f, desc)))
+    assert "Added 1 report(s): longquan." in html
+    chunks = sum(1 for c in engine.index.chunks if c.doc_id == "longquan")
+    batch = Settings().batch_size
+    assert chunks > 2 * batch
+    lines = [d for _, d in shown if d and d.startswith("embedding")]
+    pattern = rf"embedding: (\d+)/{chunks} chunks \(\d+%\), .*chunk/s, (\d\d:\d\d) left"
+    assert [int(re.fullmatch(pattern, x).group(1)) for x in lines] == [
+        *range(batch, chunks, batch), chunks]
+    fractions = [f for f, _ in shown]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
 
 
 # ---- 9. the API never answers {"error": null} -------------------------------------------------

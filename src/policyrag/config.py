@@ -23,6 +23,19 @@ class Settings:
     chunk_max_chars: int = 320
     chunk_overlap_chars: int = 60
     batch_size: int = 32
+    # Build and add stream reports through in batches: one segment is written per this many
+    # chunks, so memory holds one batch, not the collection (24 M characters in under 2 GB:
+    # python benchmarks/run.py --only memory). As large as `ann_min_chunks`, so that every
+    # full segment of a big build gets its approximate index.
+    segment_chunks: int = field(default_factory=lambda: int(_env("SEGMENT_CHUNKS", "50000")))
+    # Chunks are embedded this many at a time, cut from the whole stream (not per segment:
+    # the int8 model's vectors depend a little on which texts share a batch, so segment
+    # boundaries must not change them). Sorting each window by length, so that a batch pads
+    # short texts less, saved only 2% of the CPU time on real chunks (most are near the
+    # 320-character limit: python benchmarks/stream.py --only throughput --sorted) and would
+    # change every vector from what earlier builds made; so it is off.
+    embed_window: int = field(default_factory=lambda: int(_env("EMBED_WINDOW", "1024")))
+    bucket_by_length: bool = False
     top_k: int = 5
     # Reciprocal-rank fusion. Buried among 12k real texts, BM25 stays strong on Chinese
     # questions while the packaged encoder's ranks turn noisy; a small constant with BM25 at

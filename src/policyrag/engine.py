@@ -6,14 +6,17 @@ committed a newer generation, so additions are visible without a restart.
 
 from __future__ import annotations
 
+import itertools
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from policyrag.config import Settings
 from policyrag.display import quoted
 from policyrag.index import lifecycle as idx
 from policyrag.index.embedding import Embedder, load_embedder
-from policyrag.ingest.documents import Document, RenamedReport, load_documents
+from policyrag.index.progress import Bars
+from policyrag.ingest.documents import Document, RenamedReport, iter_documents
 from policyrag.ingest.readers import DuplicateReport, KeptStoredText, Notice, ReadError
 from policyrag.search.retrieval import Filters, Hit, Searcher
 
@@ -80,8 +83,16 @@ class Engine:
         }
 
     # ---- writing ----
-    def _load(self, paths: list[Path]) -> tuple[list[Document], list[ReadError]]:
-        return load_documents(paths)
+    def _stream(self, paths: list[Path], verb: str) -> tuple[Iterator[Document], list[ReadError]]:
+        """The reports in `paths`, read as the writer takes them (so a large collection is
+        never held whole), and the list that the unreadable ones are added to meanwhile. The
+        first report is read at once: with none, nothing is locked or written."""
+        errors: list[ReadError] = []
+        docs = iter_documents(paths, errors)
+        first = next(docs, None)
+        if first is None:
+            raise idx.IndexError_(_nothing(verb, paths, errors))
+        return itertools.chain([first], docs), errors
 
     def _writer_embedder(self, model: str) -> Embedder:
         """The loaded model if it is the one wanted (tests share one), else a fresh one."""
@@ -99,27 +110,24 @@ class Engine:
     def build(self, paths: list[Path], wait: float = 0.0) -> tuple[str | None, list[ReadError]]:
         """A new index of the reports in `paths`. Errors name the files skipped; notices
         (DuplicateReport) name files whose content was already there and was indexed once."""
-        docs, errors = self._load(paths)
-        if not docs:
-            raise idx.IndexError_(_nothing("index", paths, errors))
+        docs, errors = self._stream(paths, "index")
         embedder = self._writer_embedder(self.requested_model or self.settings.model)
         change = idx.build_index(self.root, docs, embedder, self.settings,
                                  [str(p) for p in paths], self.progress, wait)
         self._committed(embedder)
         return change.generation, errors + _duplicates(change)
 
-    def add(self, paths: list[Path], wait: float = 0.0, sources: dict[str, str] | None = None
-            ) -> tuple[idx.Change, list[ReadError]]:
+    def add(self, paths: list[Path], wait: float = 0.0, sources: dict[str, str] | None = None,
+            progress: Bars | None = None) -> tuple[idx.Change, list[ReadError]]:
         """Embed only new or changed reports; creates the index if there is none.
 
         `sources` records a file read from one path as lying at another (an upload is read
-        from its staging copy and recorded where it will be kept)."""
-        docs, errors = self._load(paths)
-        for doc in docs:
-            doc.source = (sources or {}).get(doc.source, doc.source)
-        if not docs:
-            raise idx.IndexError_(_nothing("add", paths, errors))
-        change = idx.add(self.root, docs, self.embedder, self.settings, self.progress, wait)
+        from its staging copy and recorded where it will be kept). `progress` shows how far
+        it has got (counts, rate, time left) instead of the engine's own setting."""
+        docs, errors = self._stream(paths, "add")
+        moved = (_moved(d, sources) for d in docs) if sources else docs
+        change = idx.add(self.root, moved, self.embedder, self.settings,
+                         self.progress if progress is None else progress, wait)
         self._committed()
         return change, errors + _duplicates(change)
 
@@ -149,6 +157,11 @@ class Engine:
         notices: list[ReadError] = [KeptStoredText(Path(source), doc_id, why)
                                     for doc_id, source, why in change.kept]
         return change.generation, notices + [Notice(self.root, n) for n in change.notes]
+
+
+def _moved(doc: Document, sources: dict[str, str]) -> Document:
+    doc.source = sources.get(doc.source, doc.source)
+    return doc
 
 
 def _duplicates(change: idx.Change) -> list[ReadError]:

@@ -25,6 +25,7 @@ import xxhash
 
 from policyrag.engine import Engine
 from policyrag.index.lifecycle import Change
+from policyrag.index.progress import Bar, Bars, Told
 from policyrag.ingest.readers import Notice
 
 UPLOADS_DIR = "uploads"
@@ -33,6 +34,8 @@ INCOMING = ".incoming"
 STALE_SECONDS = 3600
 
 Progress = Callable[[float, str], None]
+# Where each stage of the writer fills the page's progress bar.
+STAGES = {"reading reports": (0.3, 0.4), "embedding": (0.4, 0.95)}
 
 
 @dataclass
@@ -106,7 +109,7 @@ def add_uploads(engine: Engine, paths: list[Path], suffixes: list[str], *, wait:
         say(0.3, f"Embedding and indexing {len(placed)} report(s)")
         change, errors = engine.add([s for s, _, _ in placed.values()], wait,
                                     sources={k: str(final) for k, (_, final, _) in
-                                             placed.items()})
+                                             placed.items()}, progress=_told(say))
         result.change = change
         for err in errors:
             name = placed[str(err.path)][2] if str(err.path) in placed else err.path.name
@@ -121,6 +124,16 @@ def add_uploads(engine: Engine, paths: list[Path], suffixes: list[str], *, wait:
         return result
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _told(say: Progress) -> Bars:
+    """The writer's progress (reports read; chunks embedded, of how many, how fast, the time
+    left) as lines on the page's progress bar."""
+    def bars(total: int | None, what: str, unit: str) -> Bar:
+        low, high = STAGES.get(what, (0.3, 0.95))
+        return Told(total, what, unit,
+                    lambda line, done: say(low + (high - low) * (done or 0.0), line))
+    return bars
 
 
 def forget(engine: Engine, source: str) -> None:

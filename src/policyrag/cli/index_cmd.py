@@ -121,11 +121,21 @@ def cmd_build(args: argparse.Namespace) -> int:
         paths = args.paths or [engine.settings.seeds_dir]
         gen, errors = engine.build(paths, args.wait)
     status = _report_errors(errors)
-    info = engine.info()
-    m = info["manifest"]
-    print(f"built {args.index} ({gen}): {m['documents']} reports, {m['chunks']} chunks, "
-          f"model {m['model']}")
+    m = _manifest(engine)
+    print(f"built {args.index} ({gen}): {m.documents} reports, {m.chunks} chunks, "
+          f"model {m.model}")
     return status
+
+
+def _manifest(engine: Engine):
+    """The counts a write reports, from the manifest: opening the whole index just to count
+    would hold it all in memory, which a streamed build avoids."""
+    from policyrag.index.lifecycle import read_manifest
+
+    manifest = read_manifest(engine.root)
+    if manifest is None:
+        raise UserError(f"{engine.root}: the index written cannot be read back")
+    return manifest
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -173,10 +183,10 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     engine = _engine(args)
     gen, notices = engine.rebuild(args.wait, args.from_generation)
     status = _report_errors(notices)
-    m = engine.info()["manifest"]
+    m = _manifest(engine)
     kept = sum(1 for n in notices if isinstance(n, KeptStoredText))
-    print(f"rebuilt {args.index} ({gen}): {m['documents']} reports, {m['chunks']} chunks, "
-          f"model {m['model']}"
+    print(f"rebuilt {args.index} ({gen}): {m.documents} reports, {m.chunks} chunks, "
+          f"model {m.model}"
           + (f"; {kept} kept from stored text (source files gone or unreadable)" if kept else ""))
     return status
 

@@ -12,12 +12,13 @@ too much of one is removed, or asked for with `policyrag index compact`).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import hashlib
 import json
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,11 +28,12 @@ import numpy as np
 
 from policyrag import __version__
 from policyrag.config import Settings
-from policyrag.index import ann, store
+from policyrag.index import ann, store, streaming
 from policyrag.index.checksum import first_mismatch
 from policyrag.index.dense import DenseIndex, Part
 from policyrag.index.embedding import Embedder, load_embedder
 from policyrag.index.lexical import BM25, slogans, tokenize
+from policyrag.index.progress import Bar, Bars, Quiet, bar, bars_for
 from policyrag.index.segments import FILES as SEGMENT_FILES
 from policyrag.index.segments import MIXED, Segment, lexicon_digest, matrix, merged_flat, to_merge
 from policyrag.index.segments import write as write_segment
@@ -492,8 +494,12 @@ def _chunk_all(docs: Iterable[Document], settings: Settings, embedder: Embedder)
 
 
 def _fingerprint(docs: Iterable[Document]) -> str:
+    return _fingerprint_of(d.content_hash for d in docs)
+
+
+def _fingerprint_of(hashes: Iterable[str]) -> str:
     digest = hashlib.sha256()
-    for h in sorted(d.content_hash for d in docs):
+    for h in sorted(hashes):
         digest.update(h.encode())
     return digest.hexdigest()[:16]
 
@@ -511,6 +517,13 @@ def _absolute(docs: list[Document]) -> list[Document]:
     return docs
 
 
+def _absolute_each(docs: Iterable[Document]) -> Iterator[Document]:
+    """`_absolute`, one report at a time."""
+    for d in docs:
+        d.source = _source_key(d.source)
+        yield d
+
+
 @dataclass
 class Batch:
     """What a new segment will hold."""
@@ -521,43 +534,99 @@ class Batch:
     lexicon: str
 
 
-def _commit(root: Path, manifest: Manifest, segs: list[Segment | None], batch: Batch | None,
-            fingerprint: str, keep: int, collect: bool = True,
-            settings: Settings | None = None) -> Path:
-    """Write and commit a generation: `batch` as a new segment where `segs` holds None, and a
-    manifest naming them. On failure remove the half-written folder at once (on a full disk
-    that frees the space) and leave the live generation as it was."""
-    name = store.next_generation(root)
-    tmp = store.new_generation_dir(root)
-    try:
-        written = None
-        if batch is not None and batch.chunks:
-            written = write_segment(tmp, name, manifest.dim, batch.docs, batch.chunks,
-                                    batch.vectors, batch.tokens, batch.lexicon, settings)
-        final = [s if s is not None else written for s in segs]
-        live = [s for s in final if s is not None]
-        manifest.segments = [asdict(s) for s in live]
-        manifest.documents = sum(s.live_documents for s in live)
-        manifest.chunks = sum(s.live_chunks for s in live)
+class NewGeneration:
+    """A commit under way: segments written one by one into its temporary folder (or written
+    elsewhere and adopted), then made live together by `commit`, with one manifest swap.
+
+    The first segment's files lie in the generation folder itself, the next ones in its
+    subfolders seg-0001, seg-0002…; a segment's name is its folder under the index. Until the
+    commit nothing live changes, and a crash leaves only the temporary folder, which the next
+    writer removes. Use it through `new_generation`.
+    """
+
+    def __init__(self, root: Path, dim: int, settings: Settings | None = None) -> None:
+        self.root, self.dim, self.settings = root, dim, settings
+        self.name = store.next_generation(root)
+        self.tmp = store.new_generation_dir(root)
+        self.segments: list[Segment] = []
+
+    def _place(self) -> tuple[Path, str]:
+        """Where the next segment goes: (folder, segment name)."""
+        k = len(self.segments)
+        if k == 0:
+            return self.tmp, self.name
+        store.test_pause(store.BETWEEN_SEGMENTS)
+        sub = f"seg-{k:04d}"
+        (self.tmp / sub).mkdir()
+        return self.tmp / sub, f"{self.name}/{sub}"
+
+    def write(self, batch: Batch) -> Segment:
+        folder, name = self._place()
+        seg = write_segment(folder, name, self.dim, batch.docs, batch.chunks, batch.vectors,
+                            batch.tokens, batch.lexicon, self.settings)
+        self.segments.append(seg)
+        return seg
+
+    def adopt(self, folder: Path, seg: Segment) -> Segment:
+        """A segment that segments.write put in `folder` (on the index's file system), moved
+        into this generation; its files are unchanged, so their checksums still hold."""
+        place, name = self._place()
+        for fname in SEGMENT_FILES:
+            (folder / fname).rename(place / fname)
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # emptied (anything else the worker left there stays)
+        adopted = Segment.from_dict({**asdict(seg), "name": name})
+        self.segments.append(adopted)
+        return adopted
+
+    def commit(self, manifest: Manifest, segs: list[Segment | None], fingerprint: str,
+               keep: int, collect: bool = True) -> Path:
+        """Make live a manifest naming `segs`, with this commit's segments where it holds None."""
+        final = [n for s in segs for n in (self.segments if s is None else [s])]
+        manifest.segments = [asdict(s) for s in final]
+        manifest.documents = sum(s.live_documents for s in final)
+        manifest.chunks = sum(s.live_chunks for s in final)
         manifest.corpus_fingerprint = fingerprint
         manifest.created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         manifest.format_version = FORMAT_VERSION
         manifest.checksums, manifest.sizes = {}, {}  # each segment carries its own
-        store.write_file_durably(tmp / "manifest.json", json.dumps(
+        store.write_file_durably(self.tmp / "manifest.json", json.dumps(
             asdict(manifest), ensure_ascii=False, indent=2).encode())
-        return store.commit_generation(root, tmp, keep, collect, _needs, name)
+        return store.commit_generation(self.root, self.tmp, keep, collect, _needs, self.name)
+
+
+@contextlib.contextmanager
+def new_generation(root: Path, dim: int, settings: Settings | None = None
+                   ) -> Iterator[NewGeneration]:
+    """A NewGeneration; whatever was not committed is removed on the way out (on a full disk,
+    at once, which frees the space), and the live generation stays as it was."""
+    gen = NewGeneration(root, dim, settings)
+    try:
+        yield gen
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise _disk_full(root, exc) from None
         raise
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # renamed away when the commit succeeded
+        shutil.rmtree(gen.tmp, ignore_errors=True)  # renamed away when the commit succeeded
+
+
+def _commit(root: Path, manifest: Manifest, segs: list[Segment | None], batch: Batch | None,
+            fingerprint: str, keep: int, collect: bool = True,
+            settings: Settings | None = None) -> Path:
+    """Write and commit a generation: `batch` as a new segment where `segs` holds None, and a
+    manifest naming them; `settings` say whether a big segment gets an ANN index."""
+    with new_generation(root, manifest.dim, settings) as gen:
+        if batch is not None and batch.chunks:
+            gen.write(batch)
+        return gen.commit(manifest, segs, fingerprint, keep, collect)
 
 
 def _needs(gen: Path) -> set[str] | None:
     """The generation folders whose segments the manifest in `gen` names (for collection)."""
     manifest = _try_manifest(gen)
-    return None if manifest is None else {s.name for s in manifest.segment_list(gen.name)}
+    return None if manifest is None else {s.name.split("/")[0]
+                                          for s in manifest.segment_list(gen.name)}
 
 
 def _disk_full(root: Path, exc: OSError) -> DiskFull:
@@ -570,11 +639,28 @@ def _disk_full(root: Path, exc: OSError) -> DiskFull:
 
 
 def _embed(chunks: list[Chunk], embedder: Embedder, settings: Settings,
-           progress: bool) -> np.ndarray:
+           progress: bool | Bar = False) -> np.ndarray:
+    """Unit vectors of the chunks' simplified texts, `settings.batch_size` at a time, in
+    batches of similar length (settings.bucket_by_length), in the chunks' order."""
     if not chunks:
         return np.zeros((0, embedder.dim), np.float32)
-    return embedder.encode([to_simplified(c.text) for c in chunks], "passage",
-                           settings.batch_size, progress)
+    texts = [to_simplified(c.text) for c in chunks]
+    order = (sorted(range(len(texts)), key=lambda i: len(texts[i]))
+             if settings.bucket_by_length else list(range(len(texts))))
+    shown = (progress if not isinstance(progress, bool)
+             else bar(len(texts), "embedding") if progress else Quiet())
+    out = None
+    size = settings.batch_size
+    for i in range(0, len(order), size):
+        rows = order[i:i + size]
+        vectors = embedder.encode([texts[j] for j in rows], "passage", size)
+        if out is None:
+            out = np.empty((len(texts), vectors.shape[1]), np.float32)
+        out[rows] = vectors
+        shown.update(len(rows))
+    if progress is True:
+        shown.close()
+    return out
 
 
 def _tokens(chunks: list[Chunk], lexicon: list[str],
@@ -595,20 +681,59 @@ def _embed_and_tokenize(chunks: list[Chunk], embedder: Embedder, settings: Setti
         return vectors, tokens.result()
 
 
-def _dedupe(docs: list[Document], known: dict[str, str]) -> tuple[list[Document],
-                                                                   list[tuple[str, str]]]:
-    """Reports whose content is already indexed (or given twice) are indexed once.
+class _Steps:
+    """This writer's chunking, embedding and tokenising, as the streaming pipeline calls them
+    (the functions above, looked up when called)."""
 
-    `known` maps content hash to doc_id and is updated.
-    """
-    unique, dups = [], []
+    def __init__(self, embedder: Embedder, settings: Settings) -> None:
+        self.embedder, self.settings = embedder, settings
+        self.shown: Bar = Quiet()
+
+    def chunks(self, doc: Document) -> list[Chunk]:
+        return _chunk_all([doc], self.settings, self.embedder)
+
+    def slogans(self, doc: Document) -> Iterable[str]:
+        return slogans([doc.text])
+
+    def embed(self, chunks: list[Chunk]) -> np.ndarray:
+        return _embed(chunks, self.embedder, self.settings, self.shown)
+
+    def tokens(self, chunks: list[Chunk], lexicon: list[str]) -> list[str]:
+        tokens = _tokens(chunks, lexicon)
+        return [tokens[c.chunk_id] for c in chunks]
+
+
+def _write_batches(gen: NewGeneration, intake: streaming.Intake, steps: _Steps,
+                   lexicon: list[str], settings: Settings, bars: Bars) -> None:
+    """The intake's reports as segments of about settings.segment_chunks chunks in `gen`."""
+    digest = lexicon_digest(lexicon)
+    steps.shown = bars(intake.chunks, "embedding", "chunk")
+    try:
+        streaming.write(intake, steps, lexicon, settings.segment_chunks, settings.embed_window,
+                        lambda docs, chunks, vectors, tokens: gen.write(
+                            Batch(docs, chunks, vectors, tokens, digest)))
+    finally:
+        steps.shown.close()
+        intake.discard()  # before the commit: the scratch file is no part of the generation
+
+
+def _once(docs: Iterable[Document], known: dict[str, str],
+          dups: list[tuple[str, str]]) -> Iterator[Document]:
+    """Reports whose content is already indexed (or given twice) are indexed once; the others
+    are appended to `dups` as (source, doc_id it duplicates). `known` maps content hash to
+    doc_id and is updated."""
     for d in docs:
         if d.content_hash and d.content_hash in known:
             dups.append((d.source, known[d.content_hash]))
             continue
         known[d.content_hash] = d.doc_id
-        unique.append(d)
-    return unique, dups
+        yield d
+
+
+def _dedupe(docs: list[Document], known: dict[str, str]) -> tuple[list[Document],
+                                                                   list[tuple[str, str]]]:
+    dups: list[tuple[str, str]] = []
+    return list(_once(docs, known, dups)), dups
 
 
 def _new_manifest(embedder: Embedder, settings: Settings, sources: list[str]) -> Manifest:
@@ -616,40 +741,49 @@ def _new_manifest(embedder: Embedder, settings: Settings, sources: list[str]) ->
                     settings.chunk_overlap_chars, sources=sources)
 
 
-def build(root: Path, docs: list[Document], embedder: Embedder, settings: Settings,
-          sources: list[str], progress: bool = False, wait: float = 0.0) -> str | None:
+def build(root: Path, docs: Iterable[Document], embedder: Embedder, settings: Settings,
+          sources: list[str], progress: bool | Bars = False, wait: float = 0.0) -> str | None:
     """A whole new index from `docs`, replacing what was there only once it is complete."""
     return build_index(root, docs, embedder, settings, sources, progress, wait).generation
 
 
-def build_index(root: Path, docs: list[Document], embedder: Embedder, settings: Settings,
-                sources: list[str], progress: bool = False, wait: float = 0.0) -> Change:
-    """`build`, saying also which reports were duplicates of others (indexed once)."""
-    unique, dups = _dedupe(_absolute(docs), {})
-    if not unique:
+def build_index(root: Path, docs: Iterable[Document], embedder: Embedder, settings: Settings,
+                sources: list[str], progress: bool | Bars = False, wait: float = 0.0) -> Change:
+    """`build`, saying also which reports were duplicates of others (indexed once).
+
+    `docs` may be a lazy iterator: the reports are read once and written in batches, one
+    segment each, all made live by one commit (streaming.py)."""
+    if isinstance(docs, list) and not docs:
         raise IndexError_("nothing to index: no readable reports were given")
     manifest = _new_manifest(embedder, settings, [_source_key(s) for s in sources])
+    change = Change()
     with store.writer_lock(root, wait):
-        change = _write_new(root, manifest, unique, embedder, settings, progress)
-    change.duplicates = dups
+        unique = _once(_absolute_each(docs), {}, change.duplicates)
+        written = _write_new(root, manifest, unique, embedder, settings, progress,
+                             in_memory=isinstance(docs, list))
+    change.added, change.generation = written.added, written.generation
     return change
 
 
-def _write_new(root: Path, manifest: Manifest, docs: list[Document], embedder: Embedder,
-               settings: Settings, progress: bool, collect: bool = True) -> Change:
-    """A whole index of `docs` in one segment."""
-    if not docs:
-        raise IndexError_("nothing to index: no readable reports were given")
-    chunks = _chunk_all(docs, settings, embedder)
-    lexicon = slogans(d.text for d in docs)
-    vectors, tokens = _embed_and_tokenize(chunks, embedder, settings, progress, lexicon)
-    manifest.sources = sorted(set(manifest.sources) | {d.source for d in docs})
-    manifest.lexicon = lexicon
-    batch = Batch(docs, chunks, vectors, [tokens[c.chunk_id] for c in chunks],
-                  lexicon_digest(lexicon))
-    gen = _commit(root, manifest, [None], batch, _fingerprint(docs), settings.generations_kept,
-                  collect, settings)
-    return Change(added=[d.doc_id for d in docs], generation=gen.name)
+def _write_new(root: Path, manifest: Manifest, docs: Iterable[Document], embedder: Embedder,
+               settings: Settings, progress: bool | Bars, collect: bool = True,
+               in_memory: bool | None = None) -> Change:
+    """A whole index of `docs`, in segments of about settings.segment_chunks chunks."""
+    bars = bars_for(progress)
+    steps = _Steps(embedder, settings)
+    with new_generation(root, manifest.dim, settings) as gen:
+        intake = streaming.take_in(docs, gen.tmp, steps, bars,
+                                   isinstance(docs, list) if in_memory is None else in_memory)
+        if not intake.documents:
+            intake.discard()
+            raise IndexError_("nothing to index: no readable reports were given")
+        lexicon = sorted(intake.slogans)
+        _write_batches(gen, intake, steps, lexicon, settings, bars)
+        manifest.sources = sorted(set(manifest.sources) | intake.sources)
+        manifest.lexicon = lexicon
+        committed = gen.commit(manifest, [None], _fingerprint_of(intake.hashes),
+                               settings.generations_kept, collect)
+    return Change(added=intake.doc_ids, generation=committed.name)
 
 
 def adopt(root: Path, manifest: Manifest, docs: list[Document], chunks: list[Chunk],
@@ -666,59 +800,62 @@ def adopt(root: Path, manifest: Manifest, docs: list[Document], chunks: list[Chu
     return Change(added=[d.doc_id for d in docs], generation=gen.name)
 
 
-def add(root: Path, new_docs: list[Document], embedder: Embedder, settings: Settings,
-        progress: bool = False, wait: float = 0.0) -> Change:
+def add(root: Path, new_docs: Iterable[Document], embedder: Embedder, settings: Settings,
+        progress: bool | Bars = False, wait: float = 0.0) -> Change:
     """Embed only new or changed reports (by source path and content hash); keep the rest.
 
     A report whose source is already indexed replaces the old one if its content changed and is
     skipped if not; a report with the same content as another indexed report is a duplicate and
-    is skipped (reported in Change.duplicates). Creates the index if there is none.
+    is skipped (reported in Change.duplicates). Creates the index if there is none. `new_docs`
+    may be a lazy iterator: they are written in batches, as by `build`.
     """
-    new_docs = _absolute(new_docs)
+    in_memory = isinstance(new_docs, list)
+    docs = _absolute_each(new_docs)
     with store.writer_lock(root, wait):
+        change = Change()
         if store.read_current(root) is None:
-            unique, dups = _dedupe(new_docs, {})
             manifest = _new_manifest(embedder, settings, [])
-            change = _write_new(root, manifest, unique, embedder, settings, progress)
-            change.duplicates = dups
+            written = _write_new(root, manifest, _once(docs, {}, change.duplicates), embedder,
+                                 settings, progress, in_memory=in_memory)
+            change.added, change.generation = written.added, written.generation
             return change
         live = _live(root, embedder)
-        by_source = {_source_key(d.source): d for d in live.docs.values()}
-        by_hash = {d.content_hash: d.doc_id for d in live.docs.values()}
-        taken = {d.doc_id: d.source for d in live.docs.values()}
-        change = Change()
-        fresh: list[Document] = []
-        seen_sources: set[str] = set()
-        for doc in new_docs:
-            if doc.source in seen_sources:
-                continue  # the same file named twice (e.g. itself and its folder)
-            seen_sources.add(doc.source)
-            prev = by_source.get(doc.source)
-            if prev is not None and prev.content_hash == doc.content_hash:
-                change.unchanged.append(prev.doc_id)
-                continue
-            if prev is not None:
-                doc.doc_id = prev.doc_id
-                change.replaced.append(doc.doc_id)
-                if by_hash.get(prev.content_hash) == prev.doc_id:
-                    del by_hash[prev.content_hash]
-            elif doc.content_hash and doc.content_hash in by_hash:
-                change.duplicates.append((doc.source, by_hash[doc.content_hash]))
-                continue
-            else:
-                if doc.doc_id in taken:
-                    given = distinct_id(doc.doc_id, doc.content_hash, taken)
-                    change.renamed.append((doc.source, doc.doc_id, given, taken[doc.doc_id]))
-                    doc.doc_id = given
-                change.added.append(doc.doc_id)
-            taken[doc.doc_id] = doc.source
-            by_hash[doc.content_hash] = doc.doc_id
-            fresh.append(doc)
-        if not fresh:
-            return change
-        change.generation, change.compacted = _append(root, live, fresh, embedder, settings,
-                                                      progress)
+        change.generation, change.compacted = _append(
+            root, live, _fresh(live, docs, change), embedder, settings, progress, in_memory)
         return change
+
+
+def _fresh(live: Live, docs: Iterable[Document], change: Change) -> Iterator[Document]:
+    """The reports an add embeds, new or changed; `change` records the others as they pass."""
+    by_source = {_source_key(d.source): d for d in live.docs.values()}
+    by_hash = {d.content_hash: d.doc_id for d in live.docs.values()}
+    taken = {d.doc_id: d.source for d in live.docs.values()}
+    seen_sources: set[str] = set()
+    for doc in docs:
+        if doc.source in seen_sources:
+            continue  # the same file named twice (e.g. itself and its folder)
+        seen_sources.add(doc.source)
+        prev = by_source.get(doc.source)
+        if prev is not None and prev.content_hash == doc.content_hash:
+            change.unchanged.append(prev.doc_id)
+            continue
+        if prev is not None:
+            doc.doc_id = prev.doc_id
+            change.replaced.append(doc.doc_id)
+            if by_hash.get(prev.content_hash) == prev.doc_id:
+                del by_hash[prev.content_hash]
+        elif doc.content_hash and doc.content_hash in by_hash:
+            change.duplicates.append((doc.source, by_hash[doc.content_hash]))
+            continue
+        else:
+            if doc.doc_id in taken:
+                given = distinct_id(doc.doc_id, doc.content_hash, taken)
+                change.renamed.append((doc.source, doc.doc_id, given, taken[doc.doc_id]))
+                doc.doc_id = given
+            change.added.append(doc.doc_id)
+        taken[doc.doc_id] = doc.source
+        by_hash[doc.content_hash] = doc.doc_id
+        yield doc
 
 
 def _matches(key: str, doc: Document) -> bool:
@@ -819,32 +956,37 @@ def _live(root: Path, embedder: Embedder | None = None) -> Live:
     return live
 
 
-def _append(root: Path, live: Live, fresh: list[Document], embedder: Embedder,
-            settings: Settings, progress: bool) -> tuple[str, Compaction | None]:
-    """Commit `fresh` as one new segment, tombstoning the reports they replace.
+def _append(root: Path, live: Live, fresh: Iterable[Document], embedder: Embedder,
+            settings: Settings, progress: bool | Bars, in_memory: bool = False
+            ) -> tuple[str | None, Compaction | None]:
+    """Commit `fresh` as new segments (one per batch), tombstoning the reports they replace.
 
-    The new segment is tokenised with the lexicon widened by its own slogans; the other
+    The new segments are tokenised with the lexicon widened by their own slogans; the other
     segments keep the tokens they were written with (see segments.py), so an add never
-    re-tokenises the index. Returns the live generation's name (a compaction's, if one ran),
-    and that compaction.
+    re-tokenises the index. Returns the live generation's name (a compaction's, if one ran;
+    None if there was nothing to add), and that compaction.
     """
-    replaced = {d.doc_id for d in fresh if d.doc_id in live.docs}
-    segs: list[Segment | None] = [*live.tombstoned(replaced), None]
-    lexicon = sorted(set(live.manifest.lexicon) | set(slogans(d.text for d in fresh)))
-    chunks = _chunk_all(fresh, settings, embedder)
-    vectors, tokens = _embed_and_tokenize(chunks, embedder, settings, progress, lexicon)
-    manifest = live.manifest
-    manifest.lexicon = lexicon
-    manifest.sources = sorted(set(manifest.sources) | {d.source for d in fresh})
-    batch = Batch(fresh, chunks, vectors, [tokens[c.chunk_id] for c in chunks],
-                  lexicon_digest(lexicon))
-    docs = [d for d in live.docs.values() if d.doc_id not in replaced] + fresh
-    gen = _commit(root, manifest, segs, batch, _fingerprint(docs), settings.generations_kept,
-                  settings=settings)
-    committed = _try_manifest(gen)
-    after = committed.segment_list(gen.name) if committed else []
+    bars = bars_for(progress)
+    steps = _Steps(embedder, settings)
+    with new_generation(root, live.manifest.dim, settings) as gen:
+        intake = streaming.take_in(fresh, gen.tmp, steps, bars, in_memory)
+        if not intake.documents:
+            intake.discard()
+            return None, None
+        replaced = {i for i in intake.doc_ids if i in live.docs}
+        segs: list[Segment | None] = [*live.tombstoned(replaced), None]
+        lexicon = sorted(set(live.manifest.lexicon) | intake.slogans)
+        _write_batches(gen, intake, steps, lexicon, settings, bars)
+        manifest = live.manifest
+        manifest.lexicon = lexicon
+        manifest.sources = sorted(set(manifest.sources) | intake.sources)
+        hashes = [d.content_hash for d in live.docs.values() if d.doc_id not in replaced]
+        committed = gen.commit(manifest, segs, _fingerprint_of([*hashes, *intake.hashes]),
+                               settings.generations_kept)
+    after_manifest = _try_manifest(committed)
+    after = after_manifest.segment_list(committed.name) if after_manifest else []
     compacted = _auto_compact(root, settings, after)
-    return (compacted.generation if compacted else gen.name) or gen.name, compacted
+    return (compacted.generation if compacted else committed.name) or committed.name, compacted
 
 
 # ---- compaction ------------------------------------------------------------------------------
@@ -869,7 +1011,8 @@ def compact(root: Path, settings: Settings, wait: float = 0.0) -> Compaction:
 
 def _auto_compact(root: Path, settings: Settings, segs: list[Segment]) -> Compaction | None:
     """Run the compaction policy (segments.to_merge) on the just-committed segments."""
-    names = to_merge(segs, settings.max_segments, settings.removed_share)
+    names = to_merge(segs, settings.max_segments, settings.removed_share,
+                     settings.segment_chunks)
     return _compact(root, settings, names) if names else None
 
 

@@ -117,19 +117,23 @@ def merged_flat(parts: list[np.ndarray], dim: int) -> faiss.IndexFlatIP:
     return flat
 
 
-def to_merge(segments: list[Segment], max_segments: int, removed_share: float) -> list[str]:
+def to_merge(segments: list[Segment], max_segments: int, removed_share: float,
+             full: int = 0) -> list[str]:
     """The segments an automatic compaction merges (none when the index is in shape).
 
     A segment whose tombstoned rows exceed `removed_share` of its rows is rewritten without
-    them; past `max_segments`, the smallest are merged until half that many are left. Both
-    cost what the merged segments hold, not the whole index: a large segment is only
-    rewritten once others have grown as large, or a good part of it has been removed.
+    them; past `max_segments` segments smaller than `full` rows, the smallest are merged
+    until half that many are left. Segments of `full` rows (what a streamed build writes) are
+    never merged for their number: a build of a million chunks would otherwise be merged
+    whole, in memory, by the first add after it. Both cost what the merged segments hold, not
+    the whole index.
     """
     chosen = {s.name for s in segments
               if s.chunks and s.removed_chunks > removed_share * s.chunks}
-    if len(segments) > max_segments:
-        by_size = sorted(segments, key=lambda s: s.live_chunks)
-        chosen |= {s.name for s in by_size[:len(segments) - max_segments // 2 + 1]}
+    small = [s for s in segments if not full or s.live_chunks < full]
+    if len(small) > max_segments:
+        by_size = sorted(small, key=lambda s: s.live_chunks)
+        chosen |= {s.name for s in by_size[:len(small) - max_segments // 2 + 1]}
     # Rewriting one segment that nothing was removed from would gain nothing.
     if len(chosen) == 1 and not next(s for s in segments if s.name in chosen).removed:
         return []

@@ -3,7 +3,8 @@
     indexes/default/
         CURRENT               names the live generation, replaced atomically
         gen-000007/           manifest.json, and the segment this commit added, if any
-                              (vectors.faiss, chunks.jsonl, documents.jsonl)
+                              (vectors.faiss, chunks.jsonl, documents.jsonl); a commit
+                              that added several has the next ones in seg-0001/, ...
         .lock                 held by the one writer
 
 A manifest names the segments of its index, which may lie in older generation folders (see
@@ -48,6 +49,9 @@ PAUSE_ENV = "POLICYRAG_TEST_PAUSE_AT"
 # written, not yet renamed / renamed, CURRENT not yet swapped / CURRENT swapped, old ones not
 # yet collected.
 PAUSE_POINTS = ("locked", "mid_write", "before_commit", "after_rename", "after_current")
+# Reached only by a write of several segments (a streamed build or add): one segment written,
+# the next not yet begun.
+BETWEEN_SEGMENTS = "between_segments"
 
 
 class IndexLocked(RuntimeError):
@@ -195,10 +199,13 @@ def commit_generation(root: Path, tmp: Path, keep: int = 2, collect: bool = True
     the folders that `needs` says kept ones use. `name` is what next_generation said when the
     manifest in `tmp` was written (it names its own segment by it)."""
     test_pause("before_commit")
-    for f in tmp.iterdir():
-        with f.open("rb") as fh:
-            os.fsync(fh.fileno())
-    fsync_dir(tmp)
+    inside = sorted(tmp.rglob("*"))  # a commit of several segments has them in subfolders
+    for f in inside:
+        if f.is_file():
+            with f.open("rb") as fh:
+                os.fsync(fh.fileno())
+    for folder in [*(f for f in inside if f.is_dir()), tmp]:
+        fsync_dir(folder)
     final = root / next_generation(root)
     if name is not None and final.name != name:
         raise RuntimeError(f"{root}: the next generation is {final.name}, not {name} as the "

@@ -157,13 +157,19 @@ def collection_document(path: Path, row: CollectionRow) -> Document:
 
 def read_collection(path: Path, seen_ids: dict[str, str]
                     ) -> tuple[list[Document], list[ReadError]]:
-    """Each line of a collection becomes a document whose source is `path#id`.
+    """Each line of a collection becomes a document whose source is `path#id`."""
+    errors: list[ReadError] = []
+    return list(iter_collection(path, seen_ids, errors)), errors
+
+
+def iter_collection(path: Path, seen_ids: dict[str, str], errors: list[ReadError]
+                    ) -> Iterator[Document]:
+    """The documents of a collection one by one (a line at a time is read), whose source is
+    `path#id`; each line that cannot be one is appended to `errors`.
 
     Fields named like the overridable metadata (title, locality, date, doc_type…) are taken
     as given; the rest of the metadata is extracted from the text as for a file.
     """
-    docs: list[Document] = []
-    errors: list[ReadError] = []
     for row in collection_rows(path):
         if isinstance(row, ReadError):
             errors.append(row)
@@ -177,8 +183,7 @@ def read_collection(path: Path, seen_ids: dict[str, str]
             errors.append(exc)
             continue
         seen_ids[row.doc_id] = doc.source
-        docs.append(doc)
-    return docs, errors
+        yield doc
 
 
 def _place_overridden_locality(doc: Document, given: dict[str, object]) -> None:
@@ -201,15 +206,20 @@ def read_document(path: Path, doc_id: str | None = None,
 
 def load_documents(paths: Iterable[Path]) -> tuple[list[Document], list[ReadError]]:
     """Every readable report under `paths`; each unreadable one becomes an error, not a crash."""
-    files, errors = discover(paths)
-    docs: list[Document] = []
+    errors: list[ReadError] = []
+    return list(iter_documents(paths, errors)), errors
+
+
+def iter_documents(paths: Iterable[Path], errors: list[ReadError]) -> Iterator[Document]:
+    """The readable reports under `paths`, one at a time, so that a build need not hold them
+    all; each unreadable one is appended to `errors` as it is met, not raised."""
+    files, found = discover(paths)
+    errors += found
     sidecars: dict[Path, dict[str, dict[str, object]]] = {}
     seen_ids: dict[str, str] = {}  # doc_id -> source
     for path in files:
         if is_collection(path):
-            more, bad = read_collection(path, seen_ids)
-            docs += more
-            errors += bad
+            yield from iter_collection(path, seen_ids, errors)
             continue
         try:
             if path.parent not in sidecars:
@@ -228,8 +238,7 @@ def load_documents(paths: Iterable[Path]) -> tuple[list[Document], list[ReadErro
             errors.append(RenamedReport(path, doc.doc_id, given, seen_ids[doc.doc_id]))
             doc.doc_id = given
         seen_ids[doc.doc_id] = doc.source
-        docs.append(doc)
-    return docs, errors
+        yield doc
 
 
 def _unique_id(path: Path, seen: dict[str, str]) -> str:

@@ -440,3 +440,18 @@ def test_reopening_after_a_change_reads_only_what_changed(index_copy, tmp_path, 
     assert read == []
     same_index(reopened, idx.open_index(index_copy))
     assert all(h.doc_id != "002_e8d0747b3dfad330" for h in eng.search("路桥区委全会", k=20))
+
+
+def test_automatic_compaction_merges_small_segments_and_leaves_full_ones_alone():
+    from policyrag.index.segments import Segment, to_merge
+
+    full = [Segment(f"gen-{i:06d}", documents=10, chunks=50_000) for i in range(12)]
+    small = [Segment(f"gen-1{i:05d}", documents=1, chunks=10 + i) for i in range(9)]
+    chosen = to_merge(full + small, max_segments=8, removed_share=0.2, full=50_000)
+    # Twelve segments of a streamed build are not merged because they are many; the nine
+    # small adds after them are, smallest first, down to half the limit.
+    assert chosen and set(chosen) <= {s.name for s in small}
+    assert len(chosen) == 9 - 8 // 2 + 1
+    # A full segment that lost most of its rows is still rewritten.
+    full[0].removed, full[0].removed_chunks = ["x"], 30_000
+    assert full[0].name in to_merge(full, 8, 0.2, full=50_000)

@@ -1,0 +1,112 @@
+"""An embedder for ONNX graphs that take token ids: the whole sentence-transformers pipeline
+(transformer, pooling, dense layers, normalisation) exported as one graph, with the model
+folder's own `tokenizer.json` read by the `tokenizers` library (no torch at run time).
+
+Used for EmbeddingGemma-300M (`packaged:embeddinggemma`, see index/gemma_fetch.py), whose
+queries and documents take different prompts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from policyrag.index.embedding import EmbedderError, Kind, _batches, _normalise
+
+
+@dataclass(frozen=True)
+class Prompts:
+    query: str
+    passage: str
+
+
+class TokenizedOnnxEmbedder:
+    """ONNX graph with inputs `input_ids`, `attention_mask` and one output: sentence vectors."""
+
+    def __init__(self, graph: Path, tokenizer: Path, name: str, prompts: Prompts,
+                 max_tokens: int, max_chars: int = 400, fingerprint: str | None = None) -> None:
+        for path in (graph, tokenizer):
+            if not path.is_file():
+                raise EmbedderError(f"{name}: {path} is missing")
+        self.graph, self.tokenizer_path, self.name = graph, tokenizer, name
+        self.prompts, self.max_tokens, self._max_chars = prompts, max_tokens, max_chars
+        self._fingerprint = fingerprint
+
+    @cached_property
+    def session(self):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        # Both cores: one sentence at a time, the graph's matrix products split well.
+        options.intra_op_num_threads = os.cpu_count() or 1
+        return ort.InferenceSession(str(self.graph), options, providers=["CPUExecutionProvider"])
+
+    @cached_property
+    def tokenizer(self):
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(self.tokenizer_path))
+        # Truncation keeps the closing special token inside the cap (post-processing adds it).
+        tok.enable_truncation(self.max_tokens)
+        pad = tok.token_to_id("<pad>")
+        tok.enable_padding(pad_id=0 if pad is None else pad, pad_token="<pad>")
+        return tok
+
+    @cached_property
+    def revision(self) -> str:
+        # The token cap changes the vectors, so it is part of what an index was built with.
+        base = self._fingerprint or _size_and_head(self.graph)
+        return f"{base}-t{self.max_tokens}"
+
+    @cached_property
+    def dim(self) -> int:
+        shape = self.session.get_outputs()[0].shape
+        return int(shape[-1]) if isinstance(shape[-1], int) else int(self.encode(["维度"]).shape[1])
+
+    @property
+    def max_chars(self) -> int:
+        return self._max_chars
+
+    def token_counts(self, texts: list[str], kind: Kind = "passage") -> list[int]:
+        """Tokens each text takes with its prompt, before the cap (to choose the cap)."""
+        from tokenizers import Tokenizer
+
+        plain = Tokenizer.from_file(str(self.tokenizer_path))
+        return [len(e.ids) for e in plain.encode_batch(self._prompted(texts, kind))]
+
+    def encode(self, texts: list[str], kind: Kind = "passage", batch_size: int = 32,
+               progress: bool = False) -> np.ndarray:
+        texts = self._prompted(list(texts), kind)
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        # Sorted by length so that a batch pads to its own longest text, not the corpus's:
+        # chunk lengths vary 10x, and padding is computed like any other token.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.empty((len(texts), self.dim), np.float32)
+        done = 0
+        for batch in _batches([texts[i] for i in order], batch_size, progress, "embedding"):
+            out[order[done:done + len(batch)]] = self._run(batch)
+            done += len(batch)
+        return _normalise(out)
+
+    def _prompted(self, texts: list[str], kind: Kind) -> list[str]:
+        prompt = self.prompts.query if kind == "query" else self.prompts.passage
+        return [prompt + t for t in texts]
+
+    def _run(self, batch: list[str]) -> np.ndarray:
+        encoded = self.tokenizer.encode_batch(batch)
+        ids = np.array([e.ids for e in encoded], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+        return self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+
+
+def _size_and_head(path: Path) -> str:
+    digest = hashlib.sha256(str(path.stat().st_size).encode())
+    with path.open("rb") as fh:
+        digest.update(fh.read(1 << 20))
+    return digest.hexdigest()[:16]

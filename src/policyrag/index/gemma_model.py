@@ -72,4 +72,5 @@ def load(max_tokens: int = MAX_TOKENS) -> TokenizedOnnxEmbedder:
         raise EmbedderError(f"model {NAME!r} is not in the cache ({where.root}); fetch it once "
                             f"with: {FETCH_HINT}")
     return TokenizedOnnxEmbedder(where.graph, where.folder / "tokenizer.json", NAME, PROMPTS,
-                                 max_tokens, MAX_CHARS, fingerprint=info["graph_sha256"][:16])
+                                 max_tokens, MAX_CHARS, fingerprint=info["graph_sha256"][:16],
+                                 vector_cache=cache_dir() / "vectors")

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
+from policyrag.index import vector_cache
 from policyrag.index.embedding import EmbedderError, Kind, _batches, _normalise
 
 
@@ -29,13 +31,16 @@ class TokenizedOnnxEmbedder:
     """ONNX graph with inputs `input_ids`, `attention_mask` and one output: sentence vectors."""
 
     def __init__(self, graph: Path, tokenizer: Path, name: str, prompts: Prompts,
-                 max_tokens: int, max_chars: int = 400, fingerprint: str | None = None) -> None:
+                 max_tokens: int, max_chars: int = 400, fingerprint: str | None = None,
+                 vector_cache: Path | None = None) -> None:
         for path in (graph, tokenizer):
             if not path.is_file():
                 raise EmbedderError(f"{name}: {path} is missing")
         self.graph, self.tokenizer_path, self.name = graph, tokenizer, name
         self.prompts, self.max_tokens, self._max_chars = prompts, max_tokens, max_chars
         self._fingerprint = fingerprint
+        # A folder for passage vectors kept across runs (index/vector_cache.py), or None.
+        self.vector_cache = vector_cache
 
     @cached_property
     def session(self):
@@ -66,7 +71,7 @@ class TokenizedOnnxEmbedder:
     @cached_property
     def dim(self) -> int:
         shape = self.session.get_outputs()[0].shape
-        return int(shape[-1]) if isinstance(shape[-1], int) else int(self.encode(["维度"]).shape[1])
+        return int(shape[-1]) if isinstance(shape[-1], int) else int(self._run(["维度"]).shape[1])
 
     @property
     def max_chars(self) -> int:
@@ -82,17 +87,40 @@ class TokenizedOnnxEmbedder:
     def encode(self, texts: list[str], kind: Kind = "passage", batch_size: int = 32,
                progress: bool = False) -> np.ndarray:
         texts = self._prompted(list(texts), kind)
-        if not texts:
-            return np.zeros((0, self.dim), np.float32)
-        # Sorted by length so that a batch pads to its own longest text, not the corpus's:
-        # chunk lengths vary 10x, and padding is computed like any other token.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.empty((len(texts), self.dim), np.float32)
+        cache = self._cache() if kind == "passage" and len(texts) > 1 else None
+        todo = list(range(len(texts)))
+        if cache is not None:
+            keys = [vector_cache.key(t) for t in texts]
+            found = cache.get_many(keys)
+            todo = [i for i in todo if keys[i] not in found]
+            for i, k in enumerate(keys):
+                if k in found:
+                    out[i] = found[k]
+        # Longest first, so that a batch pads to its own longest text (chunk lengths vary
+        # 10x and padding costs like any token) and the time-left estimate errs high.
+        todo.sort(key=lambda i: -len(texts[i]))
+        pending: list[tuple[bytes, np.ndarray]] = []
         done = 0
-        for batch in _batches([texts[i] for i in order], batch_size, progress, "embedding"):
-            out[order[done:done + len(batch)]] = self._run(batch)
+        for batch in _batches([texts[i] for i in todo], batch_size, progress, "embedding"):
+            rows = todo[done:done + len(batch)]
+            out[rows] = self._run(batch)
             done += len(batch)
+            if cache is not None:
+                pending += [(keys[i], out[i]) for i in rows]
+                if len(pending) >= 8 * batch_size:  # a killed build loses a minute at most
+                    cache.put_many(pending)
+                    pending = []
+        if cache is not None:
+            cache.put_many(pending)
+            cache.close()
         return _normalise(out)
+
+    def _cache(self) -> vector_cache.VectorCache | None:
+        if self.vector_cache is None:
+            return None
+        safe = re.sub(r"[^\w.-]+", "_", f"{self.name}-{self.revision}")
+        return vector_cache.VectorCache(self.vector_cache / f"{safe}.sqlite", self.dim)
 
     def _prompted(self, texts: list[str], kind: Kind) -> list[str]:
         prompt = self.prompts.query if kind == "query" else self.prompts.passage

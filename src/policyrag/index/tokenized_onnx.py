@@ -20,6 +20,8 @@ import numpy as np
 from policyrag.index import vector_cache
 from policyrag.index.embedding import EmbedderError, Kind, _batches, _normalise
 
+WINDOW = 2048
+
 
 @dataclass(frozen=True)
 class Prompts:
@@ -97,9 +99,11 @@ class TokenizedOnnxEmbedder:
             for i, k in enumerate(keys):
                 if k in found:
                     out[i] = found[k]
-        # Longest first, so that a batch pads to its own longest text (chunk lengths vary
-        # 10x and padding costs like any token) and the time-left estimate errs high.
-        todo.sort(key=lambda i: -len(texts[i]))
+        # Longest first within windows of the input order, so that a batch pads to its own
+        # longest text (chunk lengths vary 10x; padding costs like any token) while the
+        # cache fills document by document, in order.
+        todo = [i for w in range(0, len(todo), WINDOW)
+                for i in sorted(todo[w:w + WINDOW], key=lambda i: -len(texts[i]))]
         pending: list[tuple[bytes, np.ndarray]] = []
         done = 0
         for batch in _batches([texts[i] for i in todo], batch_size, progress, "embedding"):

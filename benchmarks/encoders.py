@@ -18,6 +18,7 @@ encoder alone and of a hybrid search at scale.
 from __future__ import annotations
 
 import argparse
+import gzip
 import itertools
 import json
 import sys
@@ -127,30 +128,89 @@ def timed_ms(fn, items) -> float:
     return round(float(np.percentile(np.asarray(samples) * 1000, 50)), 1)
 
 
+def cached_prefix(full: Engine) -> int:
+    """How many haystack texts, from the first, have every chunk in Gemma's vector cache
+    (a build interrupted on a shared machine leaves them done in input order)."""
+    from policyrag.index import gemma_model, vector_cache
+    from policyrag.script import to_simplified
+
+    embedder = gemma_model.load()
+    cache = embedder._cache()
+    chunks = full.index.chunks
+    keys = [vector_cache.key(gemma_model.PROMPTS.passage + to_simplified(c.text))
+            for c in chunks]
+    found = cache.get_many(keys)
+    seeds = {p.stem for p in (ROOT / "seeds").glob("*.txt")}
+    done, missing = [], set()
+    for c, k in zip(chunks, keys, strict=True):
+        if k not in found:
+            missing.add(c.doc_id)
+        if not done or done[-1] != c.doc_id:
+            done.append(c.doc_id)
+    prefix = 0
+    for doc in (d for d in done if d not in seeds):
+        if doc in missing:
+            break
+        prefix += 1
+    return prefix
+
+
+def subset(haystack: Path, n: int, work: Path) -> Path:
+    out = work / f"haystack-first{n}.jsonl.gz"
+    if not out.exists():
+        with gzip.open(haystack, "rt", encoding="utf-8") as src, \
+                gzip.open(out, "wt", encoding="utf-8") as dst:
+            dst.writelines(itertools.islice(src, n))
+    return out
+
+
 def engines(args) -> dict[tuple[str, str], Engine]:
     out = {}
+    scale = {"use": args.use_scale, "gemma": args.gemma_scale}
+    if args.subset is not None:  # both encoders over the seeds + the first N haystack texts
+        n = cached_prefix(Engine(args.use_scale)) if args.subset == "auto" else int(args.subset)
+        print(f"haystack: the first {n} texts of {args.haystack}", flush=True)
+        part = subset(args.haystack, n, args.work)
+        scale = {enc: args.work / f"first{n}-{enc}" for enc in MODELS}
+        for enc, model in MODELS.items():
+            if not (scale[enc] / "CURRENT").exists():
+                t = time.perf_counter()
+                Engine(scale[enc], model, progress=True).build([ROOT / "seeds", part])
+                print(f"built {scale[enc]} in {time.perf_counter() - t:.0f} s", flush=True)
     for enc, model in MODELS.items():
         seeds = args.work / f"seeds-{enc}"
         if not (seeds / "CURRENT").exists():
             Engine(seeds, model, progress=True).build([ROOT / "seeds"])
         out[(enc, "seeds")] = Engine(seeds, model)
-        out[(enc, "scale")] = Engine(getattr(args, f"{enc}_scale"), model)
+        out[(enc, "scale")] = Engine(scale[enc], model)
     return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--use-scale", type=Path, required=True)
-    ap.add_argument("--gemma-scale", type=Path, required=True)
+    ap.add_argument("--use-scale", type=Path, required=True,
+                    help="USE index of the seeds + the whole haystack")
+    ap.add_argument("--gemma-scale", type=Path, help="the same with Gemma (or give --subset)")
     ap.add_argument("--work", type=Path, default=ROOT / "indexes" / "encoders",
                     help="where the seeds-only indexes are built once")
+    ap.add_argument("--subset", metavar="N|auto",
+                    help="compare over the seeds plus the first N texts of --haystack (built "
+                         "here for both encoders); auto: as many as Gemma's vector cache holds "
+                         "whole (after an interrupted full build)")
+    ap.add_argument("--haystack", type=Path,
+                    default=ROOT.parent / "shared" / "corpus" / "distractors-dev.jsonl.gz")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
+    if args.subset is None and args.gemma_scale is None:
+        ap.error("give --gemma-scale DIR or --subset N|auto")
     built = engines(args)
     use_rows = [c.chunk_id for c in built[("use", "scale")].index.chunks]
     same_rows = use_rows == [c.chunk_id for c in built[("gemma", "scale")].index.chunks]
     capture = Capture()
-    figures: dict = {"modes": {}, "fusion": {}, "latency": {}}
+    figures: dict = {"modes": {}, "fusion": {}, "latency": {},
+                     "scale_index": {enc: {"texts": len(built[(enc, "scale")].index.documents),
+                                           "chunks": len(built[(enc, "scale")].index.chunks)}
+                                     for enc in MODELS}}
     lists: dict = {}
     for name, path in SETS.items():
         questions = load_questions(path)

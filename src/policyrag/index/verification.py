@@ -95,12 +95,7 @@ def _verify_segment(root: Path, gen: Path, seg: Segment, dim: int,
             else:
                 docs = rows
     if vectors is not None:
-        if vectors.d != dim:
-            problems.append(f"{label('vectors.faiss')} holds {vectors.d}-dim vectors, "
-                            f"manifest.json says {dim}")
-        if vectors.ntotal != seg.chunks:
-            problems.append(f"{label('vectors.faiss')} holds {vectors.ntotal} vectors, "
-                            f"manifest.json says {seg.chunks} chunks")
+        problems += _shape_problems(label("vectors.faiss"), vectors, dim, seg.chunks)
         if chunks is not None and vectors.ntotal != len(chunks):
             problems.append(f"{label('vectors.faiss')} holds {vectors.ntotal} vectors but "
                             f"{label('chunks.jsonl')} has {len(chunks)} chunks")
@@ -130,13 +125,16 @@ def _verify_ann(folder: Path, seg: Segment, dim: int, label) -> list[str]:
         index = faiss.read_index(str(folder / ann.ANN_FILE))
     except RuntimeError:
         return [f"{label(ann.ANN_FILE)} cannot be read by FAISS (truncated or corrupted)"]
+    return _shape_problems(label(ann.ANN_FILE), index, dim, seg.chunks)
+
+
+def _shape_problems(name: str, index: faiss.Index, dim: int, rows: int) -> list[str]:
+    """A FAISS file whose dimension or vector count is not what the manifest says."""
     problems = []
     if index.d != dim:
-        problems.append(f"{label(ann.ANN_FILE)} holds {index.d}-dim vectors, manifest.json "
-                        f"says {dim}")
-    if index.ntotal != seg.chunks:
-        problems.append(f"{label(ann.ANN_FILE)} holds {index.ntotal} vectors, manifest.json "
-                        f"says {seg.chunks} chunks")
+        problems.append(f"{name} holds {index.d}-dim vectors, manifest.json says {dim}")
+    if index.ntotal != rows:
+        problems.append(f"{name} holds {index.ntotal} vectors, manifest.json says {rows} chunks")
     return problems
 
 

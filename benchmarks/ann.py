@@ -41,7 +41,8 @@ import faiss  # noqa: E402
 from policyrag.config import Settings  # noqa: E402
 from policyrag.index import ann  # noqa: E402
 
-REAL = Path("/work/scale/final")
+# The real at-scale index that benchmarks/scale.py builds (seeds + the shared corpus).
+REAL = ROOT / "indexes" / "scale"
 QUESTIONS = [ROOT / "tests" / "data" / "dev_questions.jsonl",
              ROOT / "tests" / "data" / "heldout_questions.jsonl"]
 # Settings of the latency runs: English questions are not translated by the generative model.
@@ -297,7 +298,8 @@ def main() -> int:
         figures["recall"] = real_recall(args.real)
         print_recall(figures["recall"])
     else:
-        print(f"no real at-scale index at {args.real}; recall skipped")
+        print(f"no real at-scale index at {args.real} (python benchmarks/scale.py builds it, "
+              "or give --real DIR); recall skipped")
     from policyrag.index.embedding import load_embedder
 
     embedder = load_embedder(SETTINGS.model)

@@ -1,7 +1,7 @@
 """The packaged encoders side by side, seeds only and at scale: USE-multilingual, EmbeddingGemma,
 and both dense lists fused with BM25.
 
-    python benchmarks/encoders.py --use-scale /work/scale/final --gemma-scale /work/scale/gemma
+    python benchmarks/encoders.py --use-scale indexes/scale --gemma-scale indexes/scale-gemma
     python benchmarks/encoders.py ... --json figures.json
 
 Both at-scale indexes hold the seeds among the same texts (`policyrag index build seeds/

@@ -11,8 +11,8 @@ and one embedding window; the index written is the one a single batch would be.
 The int8 model quantises each batch's activations with one scale, so a vector depends a little
 on which texts share its batch. Embedding batches are therefore cut from the whole stream of
 chunks in fixed windows, never at segment boundaries: how the stream is cut into segments
-changes no vector. Within a window, texts are sorted by length, so that a batch pads short
-texts less.
+changes no vector. Sorting each window by length (settings.bucket_by_length) is off by
+default: it saved 2% of the CPU time on real chunks and would change every vector.
 
 What is done to a report (chunking, embedding, tokenising) is the caller's `Steps`, so that the
 index's writer keeps one definition of each.

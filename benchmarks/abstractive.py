@@ -113,8 +113,8 @@ def summarise(results: list[dict]) -> dict:
           f"{kept}/{written} ({kept / max(written, 1):.0%}); seconds per answer median "
           f"{statistics.median(secs):.1f}, max {max(secs):.1f}; first checked sentence median "
           + (f"{statistics.median(firsts):.1f} s" if firsts else "-")
-          + f"\nCPU seconds of this process (the model runs on one thread, so about the time on"
-          f" an idle machine): per answer median {statistics.median(cpus):.1f}, max "
+          + f"\nCPU seconds of this process, all its threads (POLICYRAG_LLM_THREADS=1 makes them"
+          f" about the time on an idle machine): per answer median {statistics.median(cpus):.1f}, max "
           f"{max(cpus):.1f}; to the first checked sentence median "
           + (f"{statistics.median(first_cpus):.1f}" if first_cpus else "-")
           + (f" ({skipped} off-topic questions not rewritten)" if skipped else ""))

@@ -85,7 +85,8 @@ def server_url(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         sys.executable, "-m", "llama_cpp.server",
         "--model", str(gguf_path),
         "--host", "127.0.0.1", "--port", str(port),
-        # One thread: faster than two on 2 cores (see generate._default_threads).
+        # One thread: the server shares the 2 cores with the test process (see
+        # generate._default_threads).
         "--n_ctx", "2048", "--n_threads", "1", "--n_threads_batch", "1",
     ]  # fmt: skip
     with log.open("wb") as out:

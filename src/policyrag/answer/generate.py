@@ -115,16 +115,19 @@ def _messages(prompt: str, system: str | None, *, fold_system: bool,
 
 
 def _default_threads() -> int:
-    # Half the usable cores (llama_cpp's own rule, spelled out so it is visible).
-    # Measured on the 2-core dev/CI box with the 270M model: 1 thread decoded at
-    # ~26 tok/s while 2 threads gave 3-19 tok/s, because ggml's OpenMP workers
-    # spin on barriers and collapse as soon as anything else (embedding, tests)
-    # competes for the cores; prefill showed the same (1290 tokens: 10 s vs 19-33 s).
+    """Every usable core, or POLICYRAG_LLM_THREADS. Measured with the packaged 1.5B model on the
+    2-core box, 13 development questions, nothing else running: 2 threads brought the first
+    checked sentence from 4.3 s to 2.8 s (median) and an answer from 6.7 s to 4.2 s, with the
+    same output (prefill alone on 2 threads: 3.4 s). ggml's threads spin on barriers, so on a
+    machine whose cores are busy with other work one thread can be faster (measured earlier
+    with the 270M model under load: 26 against 3-19 tokens/s): set POLICYRAG_LLM_THREADS=1."""
+    chosen = os.environ.get("POLICYRAG_LLM_THREADS", "").strip()
+    if chosen.isdigit() and int(chosen) > 0:
+        return int(chosen)
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not available on macOS / Windows
-        cores = os.cpu_count() or 1
-    return max(cores // 2, 1)
+        return os.cpu_count() or 1
 
 
 class LlamaCppGenerator:

@@ -154,12 +154,14 @@ def test_segments_written_elsewhere_are_adopted_in_one_commit(tmp_path, index_di
     one commit adopts them all; the index is the one they were cut from."""
     from dataclasses import asdict
 
+    from policyrag.config import Settings
     from policyrag.index.segments import lexicon_digest
     from policyrag.index.segments import write as write_segment
 
     src = idx.open_index(index_dir)
     docs = sorted(src.documents.values(), key=lambda d: d.doc_id)
     root = tmp_path / "adopted"
+    big = Settings(ann_min_chunks=10)  # so the workers' segments carry an ann.faiss too
     with store.writer_lock(root), idx.new_generation(root, src.manifest.dim) as gen:
         for part in (docs[:2], docs[2:]):
             ids = {d.doc_id for d in part}
@@ -168,8 +170,9 @@ def test_segments_written_elsewhere_are_adopted_in_one_commit(tmp_path, index_di
             folder.mkdir()
             seg = write_segment(folder, "worker", src.manifest.dim, part,
                                 [src.chunks[i] for i in rows], src.matrix()[rows],
-                                [" ".join(src.tokens[i]) for i in rows],
-                                lexicon_digest(src.lexicon))
+                                [src.tokens[i] for i in rows],
+                                lexicon_digest(src.lexicon), big)
+            assert seg.ann
             gen.adopt(folder, seg)
         gen.commit(idx.Manifest.from_dict(asdict(src.manifest)), [None],
                    src.manifest.corpus_fingerprint, 2)

@@ -571,7 +571,7 @@ class NewGeneration:
         """A segment that segments.write put in `folder` (on the index's file system), moved
         into this generation; its files are unchanged, so their checksums still hold."""
         place, name = self._place()
-        for fname in SEGMENT_FILES:
+        for fname in seg.files():  # with its ann.faiss, when it has one
             (folder / fname).rename(place / fname)
         with contextlib.suppress(OSError):
             folder.rmdir()  # emptied (anything else the worker left there stays)

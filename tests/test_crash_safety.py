@@ -305,14 +305,10 @@ def check_snapshot(ix: idx.Index) -> None:
     assert len(ix.tokens) == len(ix.chunks)
 
 
-def test_readers_see_consistent_snapshots_while_a_writer_commits(index_copy, tmp_path,
-                                                                  embedder):
-    files = []
-    for i, marker in enumerate(["大港头码头", "通济堰灌区", "仙都鼎湖峰", "百山祖国家公园",
-                                "千峡湖生态区", "九龙湿地公园"]):
-        path = tmp_path / f"stream_{i}.txt"
-        path.write_text(report(marker, sentences=3), "utf-8")
-        files.append(str(path))
+def watch_writer(index_copy, files: list[str], embedder, on_read=None):
+    """Run WRITER adding `files` one commit each, opening the index over and over meanwhile;
+    every opened generation must be whole. Returns (writer, documents seen per generation,
+    reads, stdout, stderr)."""
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(index_copy), *files],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen: dict[str, int] = {}
@@ -323,14 +319,32 @@ def test_readers_see_consistent_snapshots_while_a_writer_commits(index_copy, tmp
             ix = idx.open_index(index_copy, embedder)
             check_snapshot(ix)
             seen[ix.generation.name] = len(ix.documents)
-            if reads % 10 == 0:
-                hits = Searcher(ix, embedder).search("码头建设", k=3, mode="dense")
-                assert all(h.doc_id in ix.documents for h in hits)
+            if on_read is not None:
+                on_read(ix, reads)
             reads += 1
             if finished:
                 break
     finally:
         out, err = writer.communicate(timeout=300)
+    return writer, seen, reads, out, err
+
+
+def test_readers_see_consistent_snapshots_while_a_writer_commits(index_copy, tmp_path,
+                                                                  embedder):
+    files = []
+    for i, marker in enumerate(["大港头码头", "通济堰灌区", "仙都鼎湖峰", "百山祖国家公园",
+                                "千峡湖生态区", "九龙湿地公园"]):
+        path = tmp_path / f"stream_{i}.txt"
+        path.write_text(report(marker, sentences=3), "utf-8")
+        files.append(str(path))
+
+    def search_now_and_then(ix: idx.Index, reads: int) -> None:
+        if reads % 10 == 0:
+            hits = Searcher(ix, embedder).search("码头建设", k=3, mode="dense")
+            assert all(h.doc_id in ix.documents for h in hits)
+
+    writer, seen, reads, out, err = watch_writer(index_copy, files, embedder,
+                                                 search_now_and_then)
     assert writer.returncode == 0, err
     assert out.count("committed") == len(files)
     final = idx.open_index(index_copy)

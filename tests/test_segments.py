@@ -376,28 +376,13 @@ def test_readers_see_whole_snapshots_while_adds_compact_and_collect(index_copy, 
                                                                     embedder):
     """Readers loop while a writer adds past the segment limit (so an automatic compaction
     runs and old generations are collected, some of them keeping only their segment)."""
-    import subprocess
-    import sys
-
-    from tests.test_crash_safety import WRITER, check_snapshot
+    from tests.test_crash_safety import watch_writer
 
     n = Settings().max_segments + 2
     files = [str(write_report(tmp_path / "in", f"s{i}", marker, 3)) for i, marker in
              enumerate(["大港头码头", "通济堰灌区", "仙都鼎湖峰", "百山祖国家公园", "千峡湖生态区",
                         "九龙湿地公园", "古堰画乡", "南明山摩崖", "东西岩景区", "白云山公园"][:n])]
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(index_copy), *files],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seen: dict[str, int] = {}
-    try:
-        while True:
-            finished = writer.poll() is not None
-            ix = idx.open_index(index_copy, embedder)
-            check_snapshot(ix)
-            seen[ix.generation.name] = len(ix.documents)
-            if finished:
-                break
-    finally:
-        out, err = writer.communicate(timeout=300)
+    writer, seen, _, out, err = watch_writer(index_copy, files, embedder)
     assert writer.returncode == 0, err
     assert out.count("committed") == n
     final = idx.open_index(index_copy)

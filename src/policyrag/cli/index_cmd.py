@@ -54,7 +54,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                                     "rows of removed reports, and re-tokenise (BM25) what was "
                                     "written with an older slogan lexicon; nothing is embedded "
                                     "again. Adds and removes compact automatically when there "
-                                    "are more than 8 segments or over 20% of one is removed.")
+                                    "are more than 8 segments smaller than a build's segments "
+                                    "or over 20% of one is removed.")
     p.set_defaults(func=cmd_compact)
 
     p = isub.add_parser("rebuild", parents=[common, writer],

@@ -8,7 +8,6 @@ queries and documents take different prompts.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -18,7 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from policyrag.index import vector_cache
-from policyrag.index.embedding import EmbedderError, Kind, _batches, _normalise
+from policyrag.index.embedding import (
+    EmbedderError,
+    Kind,
+    _batches,
+    _file_fingerprint,
+    _normalise,
+)
 
 # One text per run, no padding: measured 187 ms of CPU per 200-token chunk against 203 ms in fours and
 # 249 ms in sixteens (padding, and activations that outgrow the caches), one thread each.
@@ -74,7 +79,7 @@ class TokenizedOnnxEmbedder:
     @cached_property
     def revision(self) -> str:
         # The token cap changes the vectors, so it is part of what an index was built with.
-        base = self._fingerprint or _size_and_head(self.graph)
+        base = self._fingerprint or _file_fingerprint(self.graph)
         return f"{base}-t{self.max_tokens}"
 
     @cached_property
@@ -140,10 +145,3 @@ class TokenizedOnnxEmbedder:
         ids = np.array([e.ids for e in encoded], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
         return self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
-
-
-def _size_and_head(path: Path) -> str:
-    digest = hashlib.sha256(str(path.stat().st_size).encode())
-    with path.open("rb") as fh:
-        digest.update(fh.read(1 << 20))
-    return digest.hexdigest()[:16]

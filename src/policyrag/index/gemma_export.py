@@ -9,7 +9,6 @@ model's on a few texts (cosine at least MIN_COSINE); the marker written last rec
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from policyrag.cachefiles import sha256_of
 from policyrag.index import gemma_fetch
 from policyrag.index.gemma_model import MAX_TOKENS, NAME, PROMPTS, Layout
 from policyrag.index.tokenized_onnx import TokenizedOnnxEmbedder
@@ -64,7 +64,7 @@ def export(where: Layout, say=gemma_fetch._say) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     record = {"model": NAME, "graph_size": where.graph.stat().st_size,
-              "graph_sha256": _sha256(where.graph), "joined_sha256": gemma_fetch.JOINED_SHA256,
+              "graph_sha256": sha256_of(where.graph, "checking", False), "joined_sha256": gemma_fetch.JOINED_SHA256,
               "weights_sha256": gemma_fetch.WEIGHTS_SHA256,
               "cosine_to_fp32": [round(c, 4) for c in cosines],
               "torch": torch.__version__, "export_seconds": round(time.monotonic() - start)}
@@ -109,11 +109,3 @@ def _agreement(model, graph: Path, where: Layout) -> list[float]:
         got = embedder.encode([text], kind)[0]
         out.append(float(np.dot(ref, got)))
     return out
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as src:
-        while block := src.read(8 << 20):
-            digest.update(block)
-    return digest.hexdigest()

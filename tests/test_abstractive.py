@@ -11,6 +11,7 @@ import pytest
 
 from policyrag.answer import packaged_model
 from policyrag.answer.abstractive import (
+    LIST_SENTENCE_CHARS_ZH,
     Rewriter,
     SentenceChecker,
     UnusableOutput,
@@ -185,6 +186,24 @@ def test_grammar_names_only_the_given_points():
     assert 'first ::= "路桥区"' in output_grammar("zh-Hans", 2, 2, "路桥区")
 
 
+def test_a_priorities_sentence_is_capped_short_and_cut_back_to_a_whole_clause():
+    """A priorities answer states each point's heading: the grammar caps its sentences, and
+    one broken off at that cap keeps its whole clauses instead of being dropped as a copy."""
+    grammar = output_grammar("zh-Hans", 5, 5, "温州市", chars=LIST_SENTENCE_CHARS_ZH)
+    assert f"ch{{2,{LIST_SENTENCE_CHARS_ZH - 3}}}" in grammar
+    point = Point("三要奋力开创循环枢纽构建新局面,充分发挥资源优势,高标准打造新消费高地,"
+                  "深化区域战略协作,提升对外开放格局。", [])
+    context = Context("各地区分别把哪些工作作为重点？", "温州市")
+    capped = SentenceChecker([point], "zh-Hans", context, sources=["温州市"],
+                             chars=LIST_SENTENCE_CHARS_ZH)
+    capped.add("温州要奋力开创循环枢纽构建新局面,充分发挥资源优势,高标准打造新[1]。")  # at the cap
+    assert [p.text for p in capped.result.points] == ["温州要奋力开创循环枢纽构建新局面,充分发挥资源优势[1]。"]
+    # Without the cap, the model's whole-item copy is still refused.
+    whole = SentenceChecker([point], "zh-Hans", context, sources=["温州市"])
+    whole.add("三要奋力开创循环枢纽构建新局面,充分发挥资源优势,高标准打造新消费高地,深化区域战略协作[1]。")
+    assert whole.result.dropped == {"copies a point word for word": 1}
+
+
 def test_a_place_name_cut_short_is_rejected():
     # The 1.5B model wrote 桥区 for 路桥区, then translated it "Bridge District".
     assert "桥区" in _check("桥区通过创新政府和社会资本合作模式，吸引民间投资[2]。", "zh-Hans",
@@ -311,9 +330,9 @@ def test_packaged_model_answers_the_english_private_investment_question_in_engli
 
 
 @pytest.mark.slow
-def test_packaged_model_by_locality_writes_or_names_each_seed_locality(cli):
-    """`--by-locality --mode abstractive`: every seed locality is answered, each either in
-    checked generated sentences or with its extractive points, and then the notice names it."""
+def test_packaged_model_by_locality_writes_each_seed_locality(cli):
+    """`--by-locality --mode abstractive`: every seed locality is answered in checked
+    generated sentences, each short enough to state a point rather than copy it."""
     _require_model()
     rc, out, err = cli("ask", "各地区分别把哪些工作作为重点？", "--by-locality", "--mode",
                        "abstractive", "--json")
@@ -322,13 +341,12 @@ def test_packaged_model_by_locality_writes_or_names_each_seed_locality(cli):
     assert data["mode"] == "abstractive", data.get("notice")
     localities = {loc["locality"]: loc["points"] for loc in data["localities"]}
     assert {"莲都区", "丽水市", "路桥区", "丽水经开区", "温州市"} <= set(localities)
-    written = [name for name, points in localities.items()
-               if points and all(re.search(r"(?:\[\d+\])+。$", p["text"]) for p in points)]
-    assert written, data.get("notice")
     for name, points in localities.items():
-        assert points and all(p["citations"] for p in points)
-        if name not in written:
-            assert name in (data.get("notice") or ""), name
+        assert points and all(p["citations"] for p in points), name
+        for p in points:  # a generated sentence, not the extractive quote
+            assert re.search(r"(?:\[\d+\])+。$", p["text"]), (name, p["text"])
+            assert len(re.sub(r"\[\d+\]", "", p["text"])) <= LIST_SENTENCE_CHARS_ZH + 1
+    assert "extractive points instead" not in (data.get("notice") or "")
 
 
 @pytest.mark.slow

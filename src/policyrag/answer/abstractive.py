@@ -49,6 +49,9 @@ MAX_SENTENCES = 3
 MAX_SENTENCES_EN = 2   # each English sentence costs a translation call (~2-5 s) on top
 MAX_SENTENCE_CHARS_ZH = 60   # the grammar cuts a sentence here (see output_grammar)
 MAX_SENTENCE_CHARS_EN = 300  # a Chinese sentence of 60 characters may need 250
+# A priorities answer names each point's heading: given 60 characters, the model copied whole
+# list items ("三要奋力开创…新局面,充分发挥…,提升…") and the copy check dropped them.
+LIST_SENTENCE_CHARS_ZH = 32
 MIN_KEPT_SHARE = 0.5   # fewer checked sentences than this share of those written: fall back
 _MARKER = re.compile(r"\[(\d{1,2})\]")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -95,7 +98,7 @@ TRANSLATION_GRAMMAR = "\n".join([
     r'ch ::= [^\[\]\n.!?\u3000-\u303f\u4e00-\u9fff\uff00-\uffef] | [0-9] "." [0-9]',
 ])
 _LABELS = ("问题", "地区", "要点", "请回答。")
-LIST_ASK = "请逐条概括：每句只写一个要点，句末写这个要点的编号。"
+LIST_ASK = "请逐条概括：每句只写一个要点的主旨，不超过25字，句末写这个要点的编号。"
 
 
 def question_language(question: str | None, fallback: str = "zh-Hans") -> str:
@@ -180,9 +183,10 @@ def generation_points(points: list[Point], priorities: bool = False) -> list[Poi
 
 
 def output_grammar(lang: str, n_points: int, sentences: int = MAX_SENTENCES,
-                   subject: str | None = None) -> str:
+                   subject: str | None = None, chars: int = MAX_SENTENCE_CHARS_ZH) -> str:
     """GBNF for `sentences` sentences at most, each text then one to three markers of given
-    points then a full stop; English forbids Chinese characters, Chinese forbids Latin words.
+    points then a full stop, a Chinese one of `chars` characters at most; English forbids
+    Chinese characters, Chinese forbids Latin words.
     A Chinese answer about a known place opens with its name: left free, the 1.5B model cut
     路桥区 to 桥区 (and then read 路桥 as "road bridge")."""
     numbers = " | ".join(f'"{n}"' for n in range(1, n_points + 1))
@@ -193,9 +197,9 @@ def output_grammar(lang: str, n_points: int, sentences: int = MAX_SENTENCES,
         ch = r'ch ::= [^\[\]\n.!?\u3000-\u303f\u4e00-\u9fff\uff00-\uffef] | [0-9] "." [0-9]'
     else:
         first = "first" if subject else "sent"
-        sent = f"sent ::= ch{{4,{MAX_SENTENCE_CHARS_ZH}}} cite cite? cite? \"。\""
+        sent = f"sent ::= ch{{4,{chars}}} cite cite? cite? \"。\""
         if subject:
-            sent += (f'\nfirst ::= "{subject}" ch{{2,{MAX_SENTENCE_CHARS_ZH - len(subject)}}} '
+            sent += (f'\nfirst ::= "{subject}" ch{{2,{chars - len(subject)}}} '
                      'cite cite? cite? "。"')
         # No colon or bracket: small models otherwise open with “要点1：” and copy the point
         # after it, or write “（要点[1]）”.
@@ -247,9 +251,11 @@ class SentenceChecker:
 
     def __init__(self, points: list[Point], lang: str, context: Context,
                  on_point: Callable[[Point], None] | None = None,
-                 sources: list[str | None] | None = None) -> None:
+                 sources: list[str | None] | None = None,
+                 chars: int = MAX_SENTENCE_CHARS_ZH) -> None:
         self.points = points
         self.lang = lang
+        self.chars = chars  # the grammar's cap on a Chinese sentence
         self.context = context
         self.on_point = on_point
         self._texts = point_texts(points, sources)
@@ -260,9 +266,9 @@ class SentenceChecker:
         if not sentence:
             return
         self.result.written += 1
-        if self.lang != "en" and _cut_off(sentence, self.lang):
+        if self.lang != "en" and _cut_off(sentence, self.lang, self.chars):
             sentence = _last_whole_clause(sentence) or sentence
-        reason = _cut_off(sentence, self.lang) or check_sentence(sentence, self._texts, self.lang,
+        reason = _cut_off(sentence, self.lang, self.chars) or check_sentence(sentence, self._texts, self.lang,
                                                                  self.context)
         if reason is not None:
             self.result.dropped[reason.split(" (")[0]] += 1
@@ -299,13 +305,13 @@ _DANGLING = re.compile(r"\b(?:is|are|was|of|the|a|an|and|or|to|in|on|for|with|by
                        r"\s*(?:\[\d+\])+\s*\.?$|[，、；,;：:]\s*(?:\[\d+\])+\s*。?$", re.I)
 
 
-def _cut_off(sentence: str, lang: str) -> str | None:
+def _cut_off(sentence: str, lang: str, chars: int = MAX_SENTENCE_CHARS_ZH) -> str | None:
     """A sentence the length limit (or the model) broke off mid-way is no answer."""
     body = _MARKER.sub("", sentence).strip().rstrip("。.")
     if _DANGLING.search(sentence) or any(body.count(a) > body.count(b)
                                           for a, b in ("《》", "“”", "（）", "()")):
         return "sentence broken off"
-    if len(body) >= (MAX_SENTENCE_CHARS_EN if lang == "en" else MAX_SENTENCE_CHARS_ZH) - 1:
+    if len(body) >= (MAX_SENTENCE_CHARS_EN if lang == "en" else chars) - 1:
         return "sentence broken off at the length limit"
     return None
 
@@ -521,7 +527,8 @@ class Rewriter:
         system, prompt = build_prompt(asked, loc.locality or named, points, lang, sources,
                                       self._terms, listing=self._priorities)
         context = Context(question or "", loc.locality, instructions_text(system))
-        checker = SentenceChecker(points, lang, context, emit, sources)
+        chars = LIST_SENTENCE_CHARS_ZH if self._priorities else MAX_SENTENCE_CHARS_ZH
+        checker = SentenceChecker(points, lang, context, emit, sources, chars)
         if getattr(generator, "supports_grammar", False):
             # One place behind every point (the locality answered for, or the only report
             # quoted) opens the answer: the model otherwise guesses a place, or cuts 路桥区 to 桥区.
@@ -531,7 +538,7 @@ class Rewriter:
             # (forcing the n-th sentence to cite [n] made the model describe the wrong point).
             most = len(points) if self._priorities and lang != "en" else most
             grammar = output_grammar(lang, len(points), min(len(points), most),
-                                     subject if lang != "en" else None)
+                                     subject if lang != "en" else None, chars)
             checker.feed(generator.stream(prompt, system=system,  # type: ignore[attr-defined]
                                           max_tokens=self.max_tokens, temperature=0.0,
                                           grammar=grammar, examples=[_EXAMPLE]))

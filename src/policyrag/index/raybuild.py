@@ -160,11 +160,12 @@ def load_on_ray(session: Session, paths: list[Path], workers: int
     """Stage 1: the reports under `paths`, read and cleaned by Ray workers."""
     entries, errors = plan(paths)
     items = [e.item for e in entries if e.item is not None]
-    cols = collect(session, "read", items, workers)
-    results = {int(seq): {"doc": doc, "error": error, "slogans": found}
-               for seq, doc, error, found in zip(cols.get("seq", []), cols.get("doc", []),
-                                                 cols.get("error", []), cols.get("slogans", []),
-                                                 strict=True)}
+    results: dict[int, dict] = {}
+    for part in stream(session, "read", items, len(items), workers, {}) if items else ():
+        results.update({int(seq): {"doc": doc, "error": error, "slogans": found}
+                        for seq, doc, error, found in zip(part["seq"], part["doc"],
+                                                          part["error"], part["slogans"],
+                                                          strict=True)})
     return settle(entries, results, errors)
 
 
@@ -248,11 +249,11 @@ class ChunkRows:
                                         self.end[a:b], strict=True)]
 
 
-def _blocks(n: int, workers: int, most: int = 64) -> tuple[int, int]:
-    """(items per batch, blocks) for n items: several batches per worker, so that one slow
+def _per_batch(n: int, workers: int, stage: str) -> int:
+    """Items per batch (and block) for n items: several batches per worker, so that one slow
     batch does not leave the others idle."""
-    per = max(1, min(most, -(-n // (workers * 4))))
-    return per, max(1, -(-n // per))
+    most = 8 if stage == "embed" else 64
+    return max(1, min(most, -(-n // (workers * 4))))
 
 
 def chunk_on_ray(session: Session, docs: list[Document], limit: int, overlap: int,
@@ -379,18 +380,13 @@ def _put(ray, items: Iterable[dict], per: int) -> list:
     return refs
 
 
-def batches(stage: str, source: list[dict] | list, n: int, workers: int, kwargs: dict
+def batches(stage: str, source: list, per: int, kwargs: dict
             ) -> Iterator[dict[str, np.ndarray]]:
-    """One stage run as Ray Data: its output batches as they come, in order. `source` is the
-    items themselves, or (for stage 3) object refs of their blocks."""
+    """One stage run as Ray Data over the blocks `source` (object refs, `per` items each):
+    its output batches as they come, in order."""
     import ray.data
 
-    per, blocks = _blocks(n, workers, most=8 if stage == "embed" else 64)
-    if stage == "embed":
-        ds = ray.data.from_arrow_refs(source)
-    else:
-        ds = ray.data.from_items(source, override_num_blocks=blocks)
-    ds = _stage(ds, stage, per, kwargs)
+    ds = _stage(ray.data.from_arrow_refs(source), stage, per, kwargs)
     ds.context.execution_options.preserve_order = True
     yield from ds.iter_batches(batch_size=None, batch_format="numpy")
 
@@ -399,8 +395,8 @@ class Feed:
     """Through Ray Client, a stage's pipeline driven on the cluster (Ray Data cannot drive one
     from a client), its batches handed to the client one at a time."""
 
-    def __init__(self, stage: str, source: list, n: int, workers: int, kwargs: dict) -> None:
-        self.batches = batches(stage, source, n, workers, kwargs)
+    def __init__(self, stage: str, source: list, per: int, kwargs: dict) -> None:
+        self.batches = batches(stage, source, per, kwargs)
 
     def next(self) -> dict[str, np.ndarray] | None:
         return next(self.batches, None)
@@ -412,13 +408,13 @@ def stream(session: Session, stage: str, items: Iterable[dict], n: int, workers:
     went wrong there."""
     from ray.exceptions import RayError
 
-    per, _ = _blocks(n, workers, most=8 if stage == "embed" else 64)
+    per = _per_batch(n, workers, stage)
     try:
-        source = _put(session.ray, items, per) if stage == "embed" else list(items)
+        source = _put(session.ray, items, per)
         if not session.client:
-            yield from batches(stage, source, n, workers, kwargs)
+            yield from batches(stage, source, per, kwargs)
             return
-        feed = session.ray.remote(num_cpus=0)(Feed).remote(stage, source, n, workers, kwargs)
+        feed = session.ray.remote(num_cpus=0)(Feed).remote(stage, source, per, kwargs)
         try:
             while (part := session.ray.get(feed.next.remote())) is not None:
                 yield part
@@ -438,8 +434,8 @@ def collect(session: Session, stage: str, items: list[dict], workers: int,
 
 
 def _worker_failure(exc: BaseException) -> str:
-    """Our own message when a worker raised a RayBuildError (Ray wraps it, in a failed actor
-    start several times over, keeping its text), else Ray's account of the failure."""
+    """Our own message when a worker raised a RayBuildError (Ray wraps it, at times several
+    times over, keeping its text), else Ray's account of the failure."""
     text = str(exc)
     mark = f"{RayBuildError.__name__}: "
     if mark in text:

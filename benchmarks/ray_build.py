@@ -2,14 +2,20 @@
 
     python benchmarks/ray_build.py                    # seeds + 2,000 real texts, local Ray
     python benchmarks/ray_build.py --texts 500 --cpus 2 --json ray.json
+    python benchmarks/ray_build.py --ray-only --texts 4000 --cpus 2 --segment-chunks 500
 
 Each build runs in a fresh process: the single-process build as `policyrag index build` does
 it, and the Ray build on a local Ray instance (`--cpus` CPUs; default: every core), with the
 instance's start-up timed apart. Both indexes are then compared (chunks, tokens, vectors).
 What serving costs in memory: the RSS of a fresh process after its first hybrid search (model
 loaded, index opened, BM25 built), on the seeds alone and on the whole set; the slope between
-the two, per 100k chunks, leaves out what every process holds. Needs the `ray` extra:
-pip install -e .[ray]
+the two, per 100k chunks, leaves out what every process holds.
+
+The Ray driver's memory: its RSS once the model is loaded and Ray started, its peak RSS by the
+end of each stage of the build, and how much of its RSS at the end is object-store pages it
+mapped (shared with Ray, not its own heap). `--segment-chunks N` sets POLICYRAG_SEGMENT_CHUNKS
+for the builds, the size of the segments the driver writes as rows arrive and the most it
+holds; `--ray-only` runs the Ray build alone. Needs the `ray` extra: pip install -e .[ray]
 """
 
 from __future__ import annotations

@@ -135,8 +135,9 @@ def test_cli_says_what_is_wrong_with_ray(tmp_path, seed_copy, capsys, monkeypatc
     assert rc == 2 and "pip install 'policyrag[ray]'" in err
 
 
-# Segments of 8 chunks or more, cut after each embedding window of 8: several per build.
-SMALL = replace(Settings(), segment_chunks=8, embed_window=8)
+# Segments of 4 chunks or more, cut after each embedding window of 4: many per build, and
+# stage 3 in several stretches (of 8 batches, with 2 CPUs).
+SMALL = replace(Settings(), segment_chunks=4, embed_window=4)
 
 
 class Counted:
@@ -159,23 +160,34 @@ def test_ray_build_writes_each_segment_as_its_rows_arrive(local_ray, inputs, emb
     ones are still to come, and the segments are the ones a single-process build cuts."""
     from policyrag.index import raybuild
 
-    embedded = Counted()
-    written: list[tuple[int, int]] = []  # (chunks embedded so far, chunks in the segment)
-    real = index.NewGeneration.write
+    came = Counted()  # chunk rows the workers' stage 3 has handed the driver
+    written: list[tuple[int, int]] = []  # (rows come back by then, chunks in the segment)
+    real_stream, real_write = raybuild.stream, index.NewGeneration.write
+
+    def stream(session, stage, *args):
+        for part in real_stream(session, stage, *args):
+            came.update(len(part["k"]) if stage == "embed" else 0)
+            yield part
 
     def write(gen, batch):
-        written.append((embedded.n, len(batch.chunks)))
-        return real(gen, batch)
+        written.append((came.n, len(batch.chunks)))
+        return real_write(gen, batch)
 
+    monkeypatch.setattr(raybuild, "stream", stream)
     monkeypatch.setattr(index.NewGeneration, "write", write)
+    shown = Counted()
     root = tmp_path / "ray-idx"
-    done = raybuild.build(root, inputs, embedder, SMALL, progress=lambda *_: embedded)
+    done = raybuild.build(root, inputs, embedder, SMALL, progress=lambda *_: shown)
     monkeypatch.undo()
     total = index.read_manifest(root).chunks
-    assert done.segments == len(written) >= 3
-    assert sum(n for _, n in written) == total == embedded.n
-    for so_far, _ in written[:-1]:  # at a window's end, with more rows still to come
-        assert so_far % SMALL.embed_window == 0 and so_far < total
+    assert done.segments == len(written) >= 5
+    assert sum(n for _, n in written) == total == came.n == shown.n
+    # Every segment but the last was written with rows still to come, one it held at most
+    # a stretch of stage 3 (8 batches of 4 chunks) ahead of it.
+    so_far = 0
+    for came_by_then, n in written[:-1]:
+        so_far += n
+        assert came_by_then < total and came_by_then - so_far <= 8 * SMALL.embed_window
 
     single = tmp_path / "single"
     docs, _ = load_documents(inputs)

@@ -332,22 +332,28 @@ def embed_on_ray(session: Session, docs: list[Document], rows: ChunkRows, embedd
                  settings: Settings, lexicon: list[str], workers: int,
                  segmenter: Segmenter, shown: Bar) -> None:
     """Stage 3: the chunks' BM25 tokens and vectors, in batches as a build makes them, handed
-    to `segmenter` in order as they arrive."""
+    to `segmenter` in order as they arrive.
+
+    It runs as one Ray Data pipeline per stretch of about a segment's chunks (and at least 4
+    batches a worker), so that the chunk texts sent to the workers are in the object store
+    a stretch at a time, not all at once. Each worker process keeps its model between them."""
     spans = embed_spans(len(rows), settings.embed_window, settings.batch_size)
+    stretch = max(-(-settings.segment_chunks // settings.batch_size), workers * 4)
     kwargs = {"model": embedder.name, "revision": embedder.revision, "version": __version__,
               "settings": settings, "lexicon": lexicon, "threads": 1}
     waiting: dict[int, dict[str, np.ndarray]] = {}  # batches that came early, by first row
-    parts = stream(session, "embed", _embed_items(docs, rows, spans), len(spans), workers,
-                   kwargs) if spans else iter(())
-    for part in parts:
-        if not len(part["k"]):
-            continue
-        waiting[int(part["k"][0])] = part
-        while segmenter.done in waiting:
-            part = waiting.pop(segmenter.done)
-            shown.update(len(part["k"]))
-            segmenter.add(segmenter.done, np.ascontiguousarray(part["vector"], np.float32),
-                          [str(t) for t in part["tokens"]])
+    for g in range(0, len(spans), stretch):
+        some = spans[g:g + stretch]
+        for part in stream(session, "embed", _embed_items(docs, rows, some), len(some),
+                           workers, kwargs):
+            if not len(part["k"]):
+                continue
+            waiting[int(part["k"][0])] = part
+            while segmenter.done in waiting:
+                part = waiting.pop(segmenter.done)
+                shown.update(len(part["k"]))
+                segmenter.add(segmenter.done, np.ascontiguousarray(part["vector"], np.float32),
+                              [str(t) for t in part["tokens"]])
     if segmenter.done != len(rows):
         raise RayBuildError(f"stage 3 gave {segmenter.done} of {len(rows)} chunks")
     segmenter.finish()

@@ -2,14 +2,20 @@
 
     python benchmarks/ray_build.py                    # seeds + 2,000 real texts, local Ray
     python benchmarks/ray_build.py --texts 500 --cpus 2 --json ray.json
+    python benchmarks/ray_build.py --ray-only --texts 4000 --cpus 2 --segment-chunks 500
 
 Each build runs in a fresh process: the single-process build as `policyrag index build` does
 it, and the Ray build on a local Ray instance (`--cpus` CPUs; default: every core), with the
 instance's start-up timed apart. Both indexes are then compared (chunks, tokens, vectors).
 What serving costs in memory: the RSS of a fresh process after its first hybrid search (model
 loaded, index opened, BM25 built), on the seeds alone and on the whole set; the slope between
-the two, per 100k chunks, leaves out what every process holds. Needs the `ray` extra:
-pip install -e .[ray]
+the two, per 100k chunks, leaves out what every process holds.
+
+The Ray driver's memory: its RSS once the model is loaded and Ray started, its peak RSS by the
+end of each stage of the build, and how much of its RSS at the end is object-store pages it
+mapped (shared with Ray, not its own heap). `--segment-chunks N` sets POLICYRAG_SEGMENT_CHUNKS
+for the builds, the size of the segments the driver writes as rows arrive and the most it
+holds; `--ray-only` runs the Ray build alone. Needs the `ray` extra: pip install -e .[ray]
 """
 
 from __future__ import annotations
@@ -66,12 +72,40 @@ def w_ray(a: dict) -> dict:
     ray.init(address="local", num_cpus=a["cpus"], include_dashboard=False,
              log_to_driver=False)
     started = time.perf_counter() - t0
+    before = rss_mb()[0]  # model loaded, Ray started: what the build adds is on top
+    peaks: dict[str, float] = {}  # the driver's peak RSS by the end of each stage
+    lap = raybuild._Clock.lap
+
+    def lap_and_peak(clock, name: str) -> None:
+        lap(clock, name)
+        peaks[name] = rss_mb()[1]
+
+    raybuild._Clock.lap = lap_and_peak
     t1 = time.perf_counter()
     done = raybuild.build(Path(a["root"]), [Path(p) for p in a["paths"]], embedder, Settings())
     seconds = time.perf_counter() - t1
+    shared = _status_mb("RssShmem")  # object store pages the driver touched, not its heap
     ray.shutdown()
     return {"seconds": round(seconds, 2), "ray_start_s": round(started, 2),
-            "cpus": done.workers, "stages_s": done.seconds, "driver_peak_rss_mb": rss_mb()[1]}
+            "cpus": done.workers, "stages_s": done.seconds, "driver_rss_before_mb": before,
+            "driver_peak_rss_by_stage_mb": peaks,
+            "driver_rss_shmem_after_mb": shared,
+            "driver_peak_rss_mb": rss_mb()[1], **_written(Path(a["root"]))}
+
+
+def _status_mb(key: str) -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(f"{key}:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def _written(root: Path) -> dict:
+    from policyrag.index import lifecycle as idx
+
+    manifest = idx.read_manifest(root)
+    return {"chunks": manifest.chunks, "segments": len(manifest.segments)}
 
 
 def w_compare(a: dict) -> dict:
@@ -131,12 +165,43 @@ def table(rows: list[tuple[str, str]]) -> str:
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
 
 
+def driver_rows(on_ray: dict) -> list[tuple[str, str]]:
+    grown = on_ray["driver_peak_rss_mb"] - on_ray["driver_rss_before_mb"]
+    return [("driver RSS before the build / peak", f"{on_ray['driver_rss_before_mb']} MB / "
+                                                   f"{on_ray['driver_peak_rss_mb']} MB"),
+            ("driver peak over before", f"{grown:.1f} MB ({on_ray['chunks']} chunks in "
+                                        f"{on_ray['segments']} segments)"),
+            ("driver peak by the end of each stage", ", ".join(
+                f"{k} {v}" for k, v in on_ray["driver_peak_rss_by_stage_mb"].items())),
+            ("driver RSS in object store pages, at the end",
+             f"{on_ray['driver_rss_shmem_after_mb']} MB")]
+
+
+def ray_only(a: argparse.Namespace, on_ray: dict, load: float) -> int:
+    figures = {"texts": f"seeds + {a.texts} from {CORPUS.name}", "cpus": a.cpus,
+               "segment_chunks": os.environ.get("POLICYRAG_SEGMENT_CHUNKS", "default"),
+               "machine": f"{os.cpu_count()} cores, load average {load:.1f} at start",
+               "ray": on_ray}
+    stages = ", ".join(f"{k} {v}" for k, v in on_ray["stages_s"].items())
+    print(f"Ray build: {figures['texts']}, segments of {figures['segment_chunks']} chunks; "
+          f"{figures['machine']}")
+    print(table([(f"Ray build, {on_ray['cpus']} CPUs", f"{on_ray['seconds']} s ({stages})"),
+                 *driver_rows(on_ray)]))
+    if a.json:
+        a.json.write_text(json.dumps(figures, ensure_ascii=False, indent=2) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--texts", type=int, default=2000,
                     help="texts from the shared corpus added to the seeds (default 2000)")
     ap.add_argument("--cpus", type=int, default=os.cpu_count() or 1,
                     help="CPUs of the local Ray instance (default: every core)")
+    ap.add_argument("--segment-chunks", type=int, metavar="N",
+                    help="POLICYRAG_SEGMENT_CHUNKS for the builds (default: as set, else 50000)")
+    ap.add_argument("--ray-only", action="store_true",
+                    help="only the Ray build: its time and its driver's memory")
     ap.add_argument("--json", type=Path, metavar="PATH", help="write the figures here")
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -153,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"{CORPUS} is missing; use --texts 0 for the seeds alone")
             paths.append(str(corpus_part(a.texts, work / "texts.jsonl.gz")))
         load = os.getloadavg()[0]
+        if a.segment_chunks:
+            os.environ["POLICYRAG_SEGMENT_CHUNKS"] = str(a.segment_chunks)
+        if a.ray_only:
+            return ray_only(a, worker("ray", {"paths": paths, "root": str(work / "ray"),
+                                              "cpus": a.cpus}), load)
         single = worker("single", {"paths": paths, "root": str(work / "single")})
         on_ray = worker("ray", {"paths": paths, "root": str(work / "ray"), "cpus": a.cpus})
         same = worker("compare", {"single": str(work / "single"), "ray": str(work / "ray")})
@@ -178,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                                  f"peak RSS {single['peak_rss_mb']} MB)"),
         (f"Ray build, {on_ray['cpus']} CPUs", f"{on_ray['seconds']} s ({stages}; driver "
                                               f"peak RSS {on_ray['driver_peak_rss_mb']} MB)"),
+        *driver_rows(on_ray),
         ("Ray instance start (not in the above)", f"{on_ray['ray_start_s']} s"),
         ("Ray / single", f"{figures['ray_over_single']}x"),
         ("same reports, chunks, tokens", f"{same['same_documents']}, {same['same_chunks']}, "

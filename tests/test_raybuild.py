@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
 import shutil
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,10 @@ import pytest
 from policyrag.cli import main
 from policyrag.config import Settings
 from policyrag.index import lifecycle as index
+from policyrag.index import store
 from policyrag.ingest.documents import load_documents
 from tests.conftest import report
+from tests.test_crash_safety import Writer, answers, leftovers
 
 ray = pytest.importorskip("ray", reason="the ray extra: pip install -e .[ray]")
 
@@ -130,3 +133,114 @@ def test_cli_says_what_is_wrong_with_ray(tmp_path, seed_copy, capsys, monkeypatc
     rc = main(["index", "build", str(seed_copy), "--index", str(root), "--ray"])
     err = capsys.readouterr().err
     assert rc == 2 and "pip install 'policyrag[ray]'" in err
+
+
+# Segments of 4 chunks or more, cut after each embedding window of 4: many per build, and
+# stage 3 in several stretches (of 8 batches, with 2 CPUs).
+SMALL = replace(Settings(), segment_chunks=4, embed_window=4)
+
+
+class Counted:
+    """A progress bar that only counts."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def update(self, n: int) -> None:
+        self.n += n
+
+    def close(self) -> None:
+        pass
+
+
+def test_ray_build_writes_each_segment_as_its_rows_arrive(local_ray, inputs, embedder,
+                                                          tmp_path, monkeypatch):
+    """The driver never holds the whole index: each segment is written into the new generation
+    as soon as the rows of its last embedding window are back from the workers, while later
+    ones are still to come, and the segments are the ones a single-process build cuts."""
+    from policyrag.index import raybuild
+
+    came = Counted()  # chunk rows the workers' stage 3 has handed the driver
+    written: list[tuple[int, int]] = []  # (rows come back by then, chunks in the segment)
+    real_stream, real_write = raybuild.stream, index.NewGeneration.write
+
+    def stream(session, stage, *args):
+        for part in real_stream(session, stage, *args):
+            came.update(len(part["k"]) if stage == "embed" else 0)
+            yield part
+
+    def write(gen, batch):
+        written.append((came.n, len(batch.chunks)))
+        return real_write(gen, batch)
+
+    monkeypatch.setattr(raybuild, "stream", stream)
+    monkeypatch.setattr(index.NewGeneration, "write", write)
+    shown = Counted()
+    root = tmp_path / "ray-idx"
+    done = raybuild.build(root, inputs, embedder, SMALL, progress=lambda *_: shown)
+    monkeypatch.undo()
+    total = index.read_manifest(root).chunks
+    assert done.segments == len(written) >= 5
+    assert sum(n for _, n in written) == total == came.n == shown.n
+    # Every segment but the last was written with rows still to come, one it held at most
+    # a stretch of stage 3 (8 batches of 4 chunks) ahead of it.
+    so_far = 0
+    for came_by_then, n in written[:-1]:
+        so_far += n
+        assert came_by_then < total and came_by_then - so_far <= 8 * SMALL.embed_window
+
+    single = tmp_path / "single"
+    docs, _ = load_documents(inputs)
+    index.build(single, docs, embedder, SMALL, [str(p) for p in inputs])
+    cut = [[(s["documents"], s["chunks"]) for s in index.read_manifest(r).segments]
+           for r in (single, root)]
+    assert cut[0] == cut[1]
+    want, got = _open(single, embedder), _open(root, embedder)
+    assert [asdict(c) for c in got.chunks] == [asdict(c) for c in want.chunks]
+    assert got.tokens == want.tokens
+    assert np.allclose(got.matrix(), want.matrix(), atol=1e-5)
+    assert index.verify(root) == []
+
+
+def test_a_ray_build_that_fails_between_segments_leaves_the_live_index(
+        local_ray, inputs, index_copy, embedder, monkeypatch):
+    from policyrag.index import raybuild
+
+    before = answers(index_copy, embedder)
+    real = index.NewGeneration.write
+
+    def write(gen, batch):
+        if gen.segments:  # one segment is on disk, in the new generation
+            raise OSError(errno.EIO, "input/output error")
+        return real(gen, batch)
+
+    monkeypatch.setattr(index.NewGeneration, "write", write)
+    with pytest.raises(OSError):
+        raybuild.build(index_copy, inputs, embedder, SMALL)
+    monkeypatch.undo()
+    assert answers(index_copy, embedder) == before
+    assert leftovers(index_copy) == []
+    assert index.verify(index_copy) == []
+
+
+@pytest.mark.slow
+def test_a_ray_build_killed_between_segments_leaves_the_previous_index(
+        local_ray, inputs, index_copy, embedder, monkeypatch):
+    """kill -9 of the driver once a segment is written: the live index is untouched, and the
+    next writer removes what the dead one left. The driver joins this file's Ray instance
+    (which outlives it, as a cluster would) rather than start one of its own."""
+    before = answers(index_copy, embedder)
+    monkeypatch.setenv("POLICYRAG_SEGMENT_CHUNKS", "12")
+    monkeypatch.setenv("POLICYRAG_EMBED_WINDOW", "16")
+    address = ray.get_runtime_context().gcs_address
+    w = Writer(["index", "build", "--index", str(index_copy), "--ray", address,
+                *map(str, inputs)], pause_at=store.BETWEEN_SEGMENTS)
+    w.wait_for_pause(store.BETWEEN_SEGMENTS, timeout=300)
+    (tmp,) = index_copy.glob(".tmp-*")
+    assert (tmp / "vectors.faiss").exists()  # one segment written, more to come
+    w.kill()
+    assert answers(index_copy, embedder) == before
+    assert index.verify(index_copy) == []
+    assert main(["index", "build", "--index", str(index_copy), *map(str, inputs)]) == 1
+    assert leftovers(index_copy) == []
+    assert "note-2" in _open(index_copy, embedder).documents

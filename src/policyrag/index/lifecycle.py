@@ -786,20 +786,6 @@ def _write_new(root: Path, manifest: Manifest, docs: Iterable[Document], embedde
     return Change(added=intake.doc_ids, generation=committed.name)
 
 
-def adopt(root: Path, manifest: Manifest, docs: list[Document], chunks: list[Chunk],
-          vectors: np.ndarray, tokens: list[str], lexicon: list[str],
-          settings: Settings) -> Change:
-    """Commit a whole index whose chunks, vectors and tokens were made elsewhere (on a Ray
-    cluster: raybuild.py) as _write_new commits its own: one segment, one manifest swap. The
-    caller holds the writer lock."""
-    manifest.sources = sorted(set(manifest.sources) | {d.source for d in docs})
-    manifest.lexicon = lexicon
-    batch = Batch(docs, chunks, vectors, tokens, lexicon_digest(lexicon))
-    gen = _commit(root, manifest, [None], batch, _fingerprint(docs), settings.generations_kept,
-                  settings=settings)
-    return Change(added=[d.doc_id for d in docs], generation=gen.name)
-
-
 def add(root: Path, new_docs: Iterable[Document], embedder: Embedder, settings: Settings,
         progress: bool | Bars = False, wait: float = 0.0) -> Change:
     """Embed only new or changed reports (by source path and content hash); keep the rest.

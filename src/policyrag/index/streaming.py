@@ -108,7 +108,7 @@ Write = Callable[[list[Document], list[Chunk], np.ndarray, list[str]], object]
 
 
 @dataclass
-class _Rows:
+class Rows:
     """Reports read and their chunks embedded so far, not yet written to a segment."""
     docs: list[tuple[Document, int]] = field(default_factory=list)  # with their chunk counts
     chunks: list[Chunk] = field(default_factory=list)
@@ -140,7 +140,7 @@ def write(intake: Intake, steps: Steps, lexicon: list[str], segment_chunks: int,
     each batch of whole reports once it holds `segment_chunks` chunks (and with the rest at
     the end); returns how many batches were written. Tokens are made in a second thread while
     the model embeds (its runtime releases the GIL)."""
-    rows = _Rows()
+    rows = Rows()
     pending: list[Chunk] = []
     batches = 0
 

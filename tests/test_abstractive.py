@@ -390,3 +390,25 @@ def test_translate_query_writes_chinese_terms_once_and_caches_them(tmp_path, mon
     assert translate.translate_query("路桥如何吸引民间投资？", places) is None  # already Chinese
     monkeypatch.setenv(ENV_GGUF_PATH, str(tmp_path / "absent.gguf"))
     assert translate.translate_query("What about rural roads?") is None  # no generator
+
+
+def test_a_sentence_citing_the_point_next_to_its_own_cites_the_one_that_supports_it():
+    """The 1.5B model skipped an off-topic first point and numbered the rest one too low: the
+    sentence then cites the point that supports it, when exactly one does; a sentence no
+    single point supports is still dropped."""
+    points = [Point("8月20日,区委十四届十一次全体(扩大)会议举行,全会坚持以新思想为指导。", []),
+              Point("要突出“双招双引”,提升创新引领的勇气。莲都要实现跨越式高质量发展,必须坚持创新引领。", []),
+              Point("要突出人民至上,提升百姓生活的福气。人民对美好生活的向往,就是我们的奋斗目标。", [])]
+    context = Context("各地区分别把哪些工作作为重点？", "莲都区")
+    checker = SentenceChecker(points, "zh-Hans", context, sources=["莲都区"] * 3)
+    checker.add("莲都区要突出“双招双引”,提升创新引领的勇气[1]。")
+    assert [p.text for p in checker.result.points] == ["莲都区要突出“双招双引”,提升创新引领的勇气[2]。"]
+    checker.add("莲都区要引进外资五十亿元,建设国际机场[2]。")
+    assert len(checker.result.points) == 1 and checker.result.dropped
+
+
+def test_an_english_sentence_opening_with_one_is_no_name():
+    why = check_translation("One is to promote industrial revitalization and increase income [1].",
+                            "一是产业振兴促增收", ["一是产业振兴促增收,集中力量做大做强产业体系。"],
+                            Context("What did each locality prioritize?", "丽水市"))
+    assert why is None or "name" not in why

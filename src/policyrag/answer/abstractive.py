@@ -268,8 +268,10 @@ class SentenceChecker:
         self.result.written += 1
         if self.lang != "en" and _cut_off(sentence, self.lang, self.chars):
             sentence = _last_whole_clause(sentence) or sentence
-        reason = _cut_off(sentence, self.lang, self.chars) or check_sentence(sentence, self._texts, self.lang,
-                                                                 self.context)
+        reason = _cut_off(sentence, self.lang, self.chars) or check_sentence(
+            sentence, self._texts, self.lang, self.context)
+        if reason is not None and reason.startswith(_MISCITED):
+            sentence, reason = self._recited(sentence, reason)
         if reason is not None:
             self.result.dropped[reason.split(" (")[0]] += 1
             self.result.rejected.append((sentence, reason))
@@ -285,6 +287,21 @@ class SentenceChecker:
         self.result.points.append(Point(sentence, cites))
         if self.on_point is not None:
             self.on_point(renumber(self.result.points, self.points)[-1])
+
+    def _recited(self, sentence: str, reason: str) -> tuple[str, str | None]:
+        """A sentence citing one point that fails against it, but passes against exactly one
+        other point, cites that one: a small model that skips an off-topic first point numbers
+        the rest one too low. The sentence is checked in full against the point it now cites."""
+        cited = set(_MARKER.findall(sentence))
+        if len(cited) != 1:
+            return sentence, reason
+        body = _MARKER.sub("", sentence).strip().rstrip("。.").rstrip()
+        form = "{} [{}]." if self.lang == "en" else "{}[{}]。"
+        passing = [form.format(body, n) for n in range(1, len(self.points) + 1)
+                   if str(n) not in cited]
+        passing = [s for s in passing
+                   if check_sentence(s, self._texts, self.lang, self.context) is None]
+        return (passing[0], None) if len(passing) == 1 else (sentence, reason)
 
     def feed(self, pieces: Iterable[str]) -> str:
         """Check each sentence of a stream as soon as it is complete; returns the full text."""
@@ -316,6 +333,9 @@ def _cut_off(sentence: str, lang: str, chars: int = MAX_SENTENCE_CHARS_ZH) -> st
     return None
 
 
+# Reasons a sentence's content does not match the point it cites (so another point might).
+_MISCITED = ("words not supported", "place not in its points", "name not in its points",
+             "number not in its points")
 _CLAUSE_END = re.compile(r"[，,；;、]")  # a list cut after an item still says true things
 MIN_CLAUSE_CHARS = 12
 

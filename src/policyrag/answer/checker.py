@@ -41,7 +41,9 @@ ECHO_LABELS = ("问题", "地区", "要点", "Question", "Locality", "Points")
 # English words that look like pinyin but are not names from the reports.
 _NOT_NAMES = frozenset(
     "a an as he hen she shou china chinese party the in on i it its is "  # noqa: SIM905
-    "ai an ang ao e en er o ou ma me na ne".split())
+    "ai an ang ao e en er o ou ma me na ne "
+    # English words a translation may open with that read as pinyin (一是 → "One is …")
+    "one long man can fan pan ran tan men sun hang bang gang lie die tie pin bin".split())
 # Joining words a paraphrase needs that say nothing of its own.
 _CONNECTIVES = frozenset(
     "通过 同时 以及 并且 此外 不断 积极 大力 致力 致力于 旨在 方面 主要 包括 进行 实施 开展 "  # noqa: SIM905

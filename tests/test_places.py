@@ -185,7 +185,10 @@ def test_by_locality_lists_only_localities_whose_reports_answer(engine):
     ("Which city wants to be the southern gateway of the Yangtze River Delta?", "cities",
      {"丽水市", "温州市"}),
     # "The district" / 市里, unnamed: a government at that level speaks.
-    ("区里对干部队伍建设提出了什么要求?", "districts and counties", {"莲都区", "路桥区"}),
+    ("区里对干部队伍建设提出了什么要求?", "districts and zones", {"莲都区", "路桥区", "丽水经开区"}),
+    ("該區的項目庫除了近期可實施，還要做到什麼?", "districts and zones",
+     {"莲都区", "路桥区", "丽水经开区"}),
+    ("What does the mayor want the city to do about investment?", "cities", {"丽水市", "温州市"}),
     ("市里在文化和旅游方面有什么打算?", "cities", {"丽水市", "温州市"}),
     ("How will the zone keep track of new risks as it develops?", "development zones",
      {"丽水经开区"}),
@@ -195,6 +198,17 @@ def test_a_question_asking_which_kind_of_place_searches_those_reports(engine, qu
     plan = engine.searcher().plan(question)
     assert plan.asked_kind == kind and kind in plan.notice
     assert _localities(engine.search(question, 10)) <= allowed
+
+
+def test_a_question_about_a_plenary_session_searches_the_communiques(engine):
+    """“全会…” / "the plenary": what a plenary session said is in its communiqué, not in news
+    or regulations; said in the notice, and lifted with the place filter."""
+    plan = engine.searcher().plan("全会要求对老百姓的呼声作出怎样的回应?")
+    assert plan.plenum and plan.filters.doc_types == ["communique"]
+    assert "communiqués" in plan.notice
+    assert engine.searcher().plan("How does the plenary describe this year?").plenum
+    assert not engine.searcher().plan("全会要求怎样?", places=False).plenum
+    assert not engine.searcher().plan("民间投资怎样扩大?").plenum
 
 
 def test_the_kind_of_place_asked_about_is_a_filter_that_can_be_lifted(engine):

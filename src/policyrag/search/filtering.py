@@ -135,6 +135,7 @@ class PlacePlan:
     missing: list[str] = field(default_factory=list)   # named, but no report of them indexed
     suggestions: list[str] = field(default_factory=list)
     asked_kind: str | None = None  # “哪个区…”: the kind of place the question asks about
+    plenum: bool = False  # “全会…”: the question is about a plenary session's communiqué
 
     @property
     def notice(self) -> str | None:
@@ -145,6 +146,9 @@ class PlacePlan:
         if self.asked_kind:
             parts.append(f"searching only reports of {self.asked_kind} (the question asks about "
                          "one; --all-places to search everything)")
+        if self.plenum:
+            parts.append("searching only meeting communiqués (the question asks about a plenary "
+                         "session; --all-places to search everything)")
         if self.missing:
             near = f"; nearest known: {', '.join(self.suggestions)}" if self.suggestions else ""
             parts.append(f"no report of {', '.join(self.missing)} is indexed, so all reports "
@@ -300,20 +304,23 @@ class IndexView:
         if named:
             narrowed = replace(base, localities=named)
             return PlacePlan(narrowed, named, missing, suggestions)
-        kind = asked_kind(question)
-        if kind is None:
+        kind, plenum = asked_kind(question), asks_plenum(question) and not base.doc_types
+        if kind is None and not plenum:
             return PlacePlan(base, [], missing, suggestions)
         # Which government said or plans something is told by its own reports, not by news
-        # of it, unless the user chose the types.
-        asked = replace(base, levels=list(ASKED[kind]),
-                        doc_types=base.doc_types or list(REPORT_TYPES))
+        # of it, unless the user chose the types; what a plenary session said, by its
+        # communiqué.
+        asked = replace(base, levels=list(ASKED[kind]) if kind else None,
+                        doc_types=["communique"] if plenum else
+                        base.doc_types or list(REPORT_TYPES))
         if not self.doc_mask(asked).any():
             return PlacePlan(base, [], missing, suggestions)
-        return PlacePlan(asked, [], missing, suggestions, kind)
+        return PlacePlan(asked, [], missing, suggestions, kind, plenum)
 
 
 # “Which district / zone / locality …”: the levels of government such a question is about.
 ASKED = {"districts and counties": ("county",), "development zones": ("zone",),
+         "districts and zones": ("county", "zone"),
          "cities": ("city",), "provinces": ("province",),
          "local governments": ("province", "city", "county", "zone")}
 # A question that asks which district/zone/city (哪个区…), or speaks of "the district" (区里,
@@ -324,18 +331,29 @@ _ASKED_PATTERNS = [
                                      r"which (?:(?:development|economic|industrial|high-tech) )?"
                                      r"(?:zone|park)|\bthe (?:(?:development|economic) )?zone\b",
                                      re.I)),
-    ("districts and counties", re.compile(r"哪[个些](?:区县|县区|区|县)|^(?:区里|县里|全区|全县)|"
-                                          r"(?:该|这个|本)(?:区|县)(?![域划])|"
-                                          r"which (?:district|county)|\bthe (?:district|county)\b",
-                                          re.I)),
-    ("cities", re.compile(r"哪[个些](?:城市|市)|^(?:市里|全市)|(?:该|这个|本)市(?!场)|which city|"
-                          r"\bthe city\b", re.I)),
+    ("districts and counties", re.compile(r"哪[个些](?:区县|县区|区|县)|^(?:县里|全县)|"
+                                          r"(?:该|这个|本)县|which (?:district|county)|"
+                                          r"\bthe county\b", re.I)),
+    # A development zone's own report calls it 全区 / 该区 too.
+    ("districts and zones", re.compile(r"^(?:区里|全区)|(?:该|这个|本)区(?![域划])|"
+                                       r"\bthe district\b", re.I)),
+    ("cities", re.compile(r"哪[个些](?:城市|市)|^(?:市里|全市)|(?:该|这个|本)市(?!场)|市委书记|"
+                          r"市长|which city|\bthe city\b|\bthe mayor\b|\bcity party secretary\b",
+                          re.I)),
     ("provinces", re.compile(r"哪[个些]省|^(?:省里|全省)|which province|\bthe province\b",
                              re.I)),
     ("local governments", re.compile(r"哪[个些](?:地方|地区)|哪里|"
                                      r"which (?:locality|localities|local|place|region)|"
                                      r"^where\b", re.I)),
 ]
+
+
+_PLENUM = re.compile(r"全会|全体(?:（扩大）|\(扩大\))?会议|\bplenary\b|\bplenum\b", re.I)
+
+
+def asks_plenum(question: str) -> bool:
+    """The question is about what a plenary session (全会) said."""
+    return bool(_PLENUM.search(to_simplified(question)))
 
 
 def asked_kind(question: str) -> str | None:

@@ -147,8 +147,11 @@ def synthetic(workdir: Path, n: int, embedder) -> tuple[Path, dict]:
     """The synthetic index of `n` chunks, written once through the project's writer."""
     from synth import build_synthetic_index
 
-    root = workdir / f"synthetic-{n}"
-    info_file = workdir / f"synthetic-{n}.json"
+    # Named by the segment size: a build streams segments of `segment_chunks` rows, each with
+    # its own approximate index (an index written before that held one big segment).
+    layout = f"synthetic-{n}-seg{SETTINGS.segment_chunks}"
+    root = workdir / layout
+    info_file = workdir / f"{layout}.json"
     if info_file.exists() and (root / "CURRENT").exists():
         return root, json.loads(info_file.read_text())
     t = time.perf_counter()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import faiss
 import numpy as np
 
-from policyrag.index.ann import probes_for, selector
+from policyrag.index.ann import probes_for, refines, selector
 
 
 @dataclass
@@ -23,9 +23,11 @@ class Part:
     approximate: bool = False  # an IVF index; else flat
     owner: object = None  # what `vectors` views the memory of, when not `index` itself
     live: np.ndarray = field(init=False)  # the local ids that are not tombstoned
+    refine: bool = field(init=False)  # approximate scores (PQ codes), re-scored from `vectors`
 
     def __post_init__(self) -> None:
         self.live = np.flatnonzero(self.rows >= 0)
+        self.refine = self.approximate and refines(self.index)
 
 
 class DenseIndex:
@@ -46,27 +48,35 @@ class DenseIndex:
         return any(p.approximate for p in self.parts)
 
     def search(self, query: np.ndarray, k: int, rows: np.ndarray | None = None,
-               exact_rows: int = 20_000, probe_share: float = 0.2) -> list[tuple[int, float]]:
+               exact_rows: int = 20_000, probe_share: float = 0.2,
+               refine: int = 100) -> list[tuple[int, float]]:
         """The k rows (among `rows`, when given) most similar to `query`, best first. An IVF
-        part probes `probe_share` of its lists, or scores its rows exactly when a filter
-        leaves at most `exact_rows` of them."""
+        part probes `probe_share` of its lists; an IVF-Flat part scores its rows exactly when a
+        filter leaves at most `exact_rows` of them; a PQ part re-scores its best
+        max(`refine`, 2k) candidates exactly (and scores the rows exactly when a filter leaves
+        no more than that)."""
         query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.d)
         found: list[tuple[float, int]] = []
         for j, part in enumerate(self.parts):
             local = part.live if rows is None else self._local[rows[self._part[rows] == j]]
             if len(local):
-                found += self._search_part(part, query, k, local, exact_rows, probe_share)
+                found += self._search_part(part, query, k, local, exact_rows, probe_share,
+                                           max(refine, 2 * k))
         found.sort(key=lambda x: -x[0])
         return [(row, score) for score, row in found[:k]]
 
     def _search_part(self, part: Part, query: np.ndarray, k: int, local: np.ndarray,
-                     exact_rows: int, probe_share: float) -> list[tuple[float, int]]:
-        whole = len(local) == part.index.ntotal
+                     exact_rows: int, probe_share: float,
+                     candidates: int) -> list[tuple[float, int]]:
+        if part.refine:
+            # Re-scoring reads as many flat rows as scoring this few exactly would.
+            if len(local) <= candidates:
+                return _exact(part, query, k, local)
+            return _refined(part, query, k, local, probe_share, candidates)
         if part.approximate and len(local) <= exact_rows:
             # Few rows left by a filter: IVF's probed lists could hold fewer than k of them.
-            scores = part.vectors[local] @ query[0]
-            top = np.argsort(-scores, kind="stable")[:k]
-            return [(float(scores[t]), int(part.rows[local[t]])) for t in top]
+            return _exact(part, query, k, local)
+        whole = len(local) == part.index.ntotal
         sel, _bits = (None, None) if whole else selector(part.index.ntotal, local)
         k = min(k, len(local))
         if not part.approximate:
@@ -107,6 +117,38 @@ class DenseIndex:
             if (part.rows == np.arange(len(part.rows))).all():
                 return part.vectors
         return self.take(np.arange(self.ntotal))
+
+
+def _exact(part: Part, query: np.ndarray, k: int, local: np.ndarray) -> list[tuple[float, int]]:
+    scores = part.vectors[local] @ query[0]
+    top = np.argsort(-scores, kind="stable")[:k]
+    return [(float(scores[t]), int(part.rows[local[t]])) for t in top]
+
+
+def _refined(part: Part, query: np.ndarray, k: int, local: np.ndarray, probe_share: float,
+             candidates: int) -> list[tuple[float, int]]:
+    """The PQ index's best `candidates` among `local`, re-scored from the flat vectors.
+
+    Fast scan ignores ID selectors, so a filter (or tombstones) is applied to the candidates,
+    fetched in the proportion of the rows it drops; a filter that leaves fewer than k of them
+    in the probed lists is answered exactly."""
+    n = part.index.ntotal
+    keep = None
+    if len(local) < n:
+        keep = np.zeros(n, dtype=bool)
+        keep[local] = True
+        candidates = min(n, int(candidates * n / len(local)) + 1)
+    params = faiss.SearchParametersIVF(nprobe=probes_for(part.index.nlist, probe_share))
+    _, ids = part.index.search(query, min(candidates, n), params=params)
+    ids = ids[0][ids[0] >= 0]
+    if keep is not None:
+        ids = ids[keep[ids]]
+    if len(ids) < min(k, len(local)):
+        return _exact(part, query, k, local)
+    ids = np.sort(ids)  # in file order: the mapped pages are read forwards
+    scores = part.vectors[ids] @ query[0]
+    top = np.argsort(-scores, kind="stable")[:k]
+    return [(float(scores[t]), int(part.rows[ids[t]])) for t in top]
 
 
 def _ivf_params(sel: faiss.IDSelector | None, nprobe: int) -> faiss.SearchParametersIVF:

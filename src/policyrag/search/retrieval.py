@@ -120,7 +120,7 @@ class Searcher:
         if n <= 0:
             return []
         return self.index.vectors.search(vec, n, rows, self.settings.ann_exact_rows,
-                                         self.settings.ann_probe_share)
+                                         self.settings.ann_probe_share, self.settings.ann_refine)
 
     def lexical(self, query: str, n: int, rows: np.ndarray | None) -> list[tuple[int, float]]:
         terms = " ".join([query, *glossary_terms(query)])

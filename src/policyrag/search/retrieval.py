@@ -120,15 +120,16 @@ class Searcher:
         if n <= 0:
             return []
         return self.index.vectors.search(vec, n, rows, self.settings.ann_exact_rows,
-                                         self.settings.ann_probe_share, self.settings.ann_refine)
+                                         self.settings.ann_probe_share, self.settings.ann_refine,
+                                         self.settings.search_threads)
 
     def lexical(self, query: str, n: int, rows: np.ndarray | None) -> list[tuple[int, float]]:
         terms = " ".join([query, *glossary_terms(query)])
         scores = self.index.bm25().scores(tokenize(terms, self.index.lexicon))
         if rows is not None:
-            mask = np.zeros_like(scores, dtype=bool)
-            mask[rows] = True
-            scores = np.where(mask, scores, 0.0)
+            kept = np.zeros_like(scores)
+            kept[rows] = scores[rows]
+            scores = kept
         return top_rows(scores, n)
 
     def search(self, query: str, k: int | None = None, filters: Filters | None = None,

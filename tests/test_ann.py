@@ -172,3 +172,25 @@ def test_lexical_top_rows_at_scale_are_the_best_scores():
     sparse = np.zeros(200_000, np.float32)
     sparse[[7, 70_000]] = [1.0, 2.0]  # fewer positive rows than asked for
     assert top_rows(sparse, 5) == [(70_000, 2.0), (7, 1.0)]
+
+
+def test_segments_searched_two_at_a_time_answer_as_one_at_a_time(ann_index, tmp_path,
+                                                                 embedder):
+    """A big PQ segment and a small flat one: threads change the speed, never the hits, and a
+    filter keeping rows of both parts finds rows in each."""
+    eng = engine_on(ann_index, embedder)
+    new = tmp_path / "new" / "kunpeng.txt"
+    new.parent.mkdir()
+    new.write_text(report("鲲鹏星港数据谷"), "utf-8")
+    eng.add([new])
+    index = idx.open_index(ann_index, embedder)
+    assert len(index.vectors.parts) == 2
+    one = Searcher(index, embedder, replace(ANN, search_threads=1))
+    two = Searcher(index, embedder, replace(ANN, search_threads=2))
+    for q in [*QUESTIONS[::4], "鲲鹏星港数据谷"]:
+        assert [(h.chunk_id, h.score) for h in one.search(q, k=10, mode="dense")] == \
+            [(h.chunk_id, h.score) for h in two.search(q, k=10, mode="dense")], q
+    added = index.chunks[-1].doc_id
+    both = Filters(doc_ids=[added, "002_e8d0747b3dfad330"])
+    hits = two.search("鲲鹏星港数据谷 路桥区委全会", k=20, filters=both, mode="dense")
+    assert {h.doc_id for h in hits} == {added, "002_e8d0747b3dfad330"}

@@ -72,8 +72,10 @@ class Settings:
     # keeps 0.987 of the flat top 10 on the real vectors at a 50k segment's probes, where the
     # PQ order alone keeps far less (benchmarks/ann.py).
     ann_refine: int = 100
-    # How many segments a dense search searches at a time (threads; FAISS releases the GIL).
-    search_threads: int = field(default_factory=lambda: int(_env("SEARCH_THREADS", "1")))
+    # How many segments a dense search searches at a time (threads; FAISS and numpy release
+    # the GIL). At 1M chunks on the 2 shared cores two cut dense search p50 from ~32 to ~24 ms
+    # and hybrid from ~52 to ~43 ms (python benchmarks/ann.py); one segment has no gain.
+    search_threads: int = field(default_factory=lambda: int(_env("SEARCH_THREADS", "2")))
     # An answer whose best passages hold under this share of the question's words, and whose
     # BM25 match is weaker than this, is said not to answer (on the seeds, 18% of answerable
     # development questions are flagged and 14% of off-topic ones pass:

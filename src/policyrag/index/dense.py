@@ -1,15 +1,17 @@
 """The dense side of an opened index: the segments' FAISS indexes searched as one.
 
 Small segments are concatenated into one flat index (exact); a big segment keeps its own IVF
-index (ann.py) and is searched in place, its tombstoned rows masked out. A search takes the
-top k of every part and merges them by score; rows are the index's global row numbers.
+index (ann.py) and is searched in place, its tombstoned rows masked out; the candidates of a
+PQ-coded one are re-scored exactly from its memory-mapped flat vectors. A search takes the
+top k of every part (`search_threads` parts at a time) and merges them by score; rows are the
+index's global row numbers.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from threading import Thread
+from threading import Lock, Thread
 
 import faiss
 import numpy as np
@@ -37,7 +39,6 @@ class DenseIndex:
 
     def __init__(self, parts: list[Part], dim: int) -> None:
         self.parts, self.d = parts, dim
-        self._threads: tuple[int, ThreadPoolExecutor] | None = None
         self.ntotal = sum(len(p.live) for p in parts)
         # global row -> (part, local id), for filters and for fetching vectors by row
         self._part = np.empty(self.ntotal, dtype=np.int32)
@@ -70,7 +71,7 @@ class DenseIndex:
         def one(job: tuple[Part, np.ndarray]) -> Found:
             return _search_part(job[0], query, k, job[1], exact_rows, probe_share, candidates)
 
-        found = list(self._pool(threads).map(one, jobs)) if threads > 1 and len(jobs) > 1 \
+        found = list(_pool(threads).map(one, jobs)) if threads > 1 and len(jobs) > 1 \
             else [one(job) for job in jobs]
         if not found:
             return []
@@ -92,10 +93,6 @@ class DenseIndex:
         local = self._local[rows[order]]
         return [local[bounds[j]:bounds[j + 1]] for j in range(len(self.parts))]
 
-    def _pool(self, threads: int) -> ThreadPoolExecutor:
-        if self._threads is None or self._threads[0] != threads:
-            self._threads = (threads, ThreadPoolExecutor(threads, thread_name_prefix="dense"))
-        return self._threads[1]
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         """The vectors of global `rows`, in that order."""
@@ -117,6 +114,19 @@ class DenseIndex:
             if (part.rows == np.arange(len(part.rows))).all():
                 return part.vectors
         return self.take(np.arange(self.ntotal))
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = Lock()
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """One pool per thread count for the process: every index opened (each add or removal
+    opens a new one) searches through it, rather than leaving threads behind."""
+    with _POOLS_LOCK:
+        if threads not in _POOLS:
+            _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="dense-search")
+        return _POOLS[threads]
 
 
 def _map_in(parts: list[Part]) -> None:

@@ -73,8 +73,8 @@ class Settings:
     # PQ order alone keeps far less (benchmarks/ann.py).
     ann_refine: int = 100
     # How many segments a dense search searches at a time (threads; FAISS and numpy release
-    # the GIL). At 1M chunks on the 2 shared cores two cut dense search p50 from ~32 to ~24 ms
-    # and hybrid from ~52 to ~43 ms (python benchmarks/ann.py); one segment has no gain.
+    # the GIL). At 1M chunks (20 segments) on the 2 shared cores two cut dense search p50
+    # from 28.6 to 15.7 ms and hybrid from 46.4 to 43.8 ms (python benchmarks/ann.py).
     search_threads: int = field(default_factory=lambda: int(_env("SEARCH_THREADS", "2")))
     # An answer whose best passages hold under this share of the question's words, and whose
     # BM25 match is weaker than this, is said not to answer (on the seeds, 18% of answerable

@@ -15,7 +15,12 @@
    then its vectors.faiss is read whole, as every open did before this change, and the same
    queries run on that flat index. Printed: open time, RSS, the BM25 postings (size, time to
    make), and warm p50/p95 of dense, lexical and hybrid search (hybrid is what `policyrag
-   search` runs) and of extractive `ask`, flat and IVF side by side.
+   search` runs) and of extractive `ask`, flat and IVF side by side. A build streams segments
+   of `segment_chunks` rows, each with its own approximate index (IVF, fast-scan PQ codes,
+   candidates re-scored exactly), so the synthetic index has that layout too; `--also DIR`
+   measures other indexes the same way, e.g. one written before as one IVF-Flat segment:
+
+    python benchmarks/ann.py --also /tmp/policyrag-ann-bench/synthetic-1000000
 """
 
 from __future__ import annotations
@@ -96,6 +101,22 @@ def per_query_ms(index, queries: np.ndarray, params=None) -> float:
     return (time.perf_counter() - t) / len(queries) * 1000
 
 
+def refined_search(index, vectors: np.ndarray, queries: np.ndarray, share: float,
+                   refine: int) -> tuple[np.ndarray, float]:
+    """The top 10 of each query as the project searches a segment's approximate index (PQ
+    candidates re-scored from the flat vectors: DenseIndex), and the ms per query."""
+    from policyrag.index.dense import DenseIndex, Part
+
+    dense = DenseIndex([Part(index, np.arange(len(vectors)), vectors, approximate=True)],
+                       vectors.shape[1])
+    found = np.full((len(queries), 10), -1)
+    t = time.perf_counter()
+    for i, q in enumerate(queries):
+        top = [row for row, _ in dense.search(q, 10, probe_share=share, refine=refine)]
+        found[i, :len(top)] = top
+    return found, (time.perf_counter() - t) / len(queries) * 1000
+
+
 def real_recall(real: Path) -> dict:
     from policyrag.index.embedding import load_embedder
     from policyrag.index.lifecycle import open_index
@@ -114,19 +135,33 @@ def real_recall(real: Path) -> dict:
     out = {"chunks": n, "queries": len(queries), "flat_ms": round(per_query_ms(flat, queries), 2),
            "sweep": []}
     s = Settings()
-    for per_sqrt in sorted({1.0, 2.0, 4.0, s.ann_lists_per_sqrt}):
-        lists = ann.lists_for(n, per_sqrt)
+    # Lists as the sweep's share of sqrt(rows) of these vectors, and as a full streamed segment
+    # (`segment_chunks` rows, what nearly every segment of a big build holds) gets them.
+    full = ann.lists_for(max(n, s.segment_chunks), s.ann_lists_per_sqrt)
+    choices = [(ann.lists_for(n, per_sqrt), per_sqrt) for per_sqrt in (1.0, 2.0, 4.0)]
+    for lists, per_sqrt in [*choices, (full, "segment")]:
+        flat_ivf = faiss.index_factory(dim, f"IVF{lists},Flat", faiss.METRIC_INNER_PRODUCT)
         t = time.perf_counter()
-        index = ann.build(vectors, lists)
-        built = time.perf_counter() - t
+        flat_ivf.train(vectors)
+        flat_ivf.add(vectors)
+        flat_built = time.perf_counter() - t
+        t = time.perf_counter()
+        pq, spec = ann.build(vectors, lists)
+        pq_built = time.perf_counter() - t
         for share in sorted({0.05, 0.1, 0.2, 0.3, s.ann_probe_share}):
             params = faiss.SearchParametersIVF(nprobe=ann.probes_for(lists, share))
-            _, found = index.search(queries, 10, params=params)
+            _, found = flat_ivf.search(queries, 10, params=params)
+            row = {"lists_per_sqrt": per_sqrt, "probe_share": share, "nprobe": params.nprobe}
             out["sweep"].append({
-                "index": f"IVF{lists},Flat", "lists_per_sqrt": per_sqrt, "probe_share": share,
-                "nprobe": params.nprobe, "recall@10": round(recall(found, truth), 4),
-                "ms": round(per_query_ms(index, queries, params), 2), "build_s": round(built, 1),
-                "chosen": per_sqrt == s.ann_lists_per_sqrt and share == s.ann_probe_share})
+                **row, "index": f"IVF{lists},Flat", "recall@10": round(recall(found, truth), 4),
+                "ms": round(per_query_ms(flat_ivf, queries, params), 2),
+                "build_s": round(flat_built, 1), "chosen": False})
+            found, ms = refined_search(pq, vectors, queries, share, s.ann_refine)
+            out["sweep"].append({
+                **row, "index": spec, "refine": s.ann_refine,
+                "recall@10": round(recall(found, truth), 4), "ms": round(ms, 2),
+                "build_s": round(pq_built, 1),
+                "chosen": per_sqrt == "segment" and share == s.ann_probe_share})
     t = time.perf_counter()
     hnsw = faiss.index_factory(dim, "HNSW32,Flat", faiss.METRIC_INNER_PRODUCT)
     hnsw.add(vectors)
@@ -147,8 +182,11 @@ def synthetic(workdir: Path, n: int, embedder) -> tuple[Path, dict]:
     """The synthetic index of `n` chunks, written once through the project's writer."""
     from synth import build_synthetic_index
 
-    root = workdir / f"synthetic-{n}"
-    info_file = workdir / f"synthetic-{n}.json"
+    # Named by the segment size: a build streams segments of `segment_chunks` rows, each with
+    # its own approximate index (an index written before that held one big segment).
+    layout = f"synthetic-{n}-seg{SETTINGS.segment_chunks}"
+    root = workdir / layout
+    info_file = workdir / f"{layout}.json"
     if info_file.exists() and (root / "CURRENT").exists():
         return root, json.loads(info_file.read_text())
     t = time.perf_counter()
@@ -165,7 +203,7 @@ def measure(root: Path) -> dict:
     from policyrag.index import lifecycle
     from policyrag.index.dense import DenseIndex, Part
     from policyrag.index.embedding import load_embedder
-    from policyrag.index.segments import matrix
+    from policyrag.index.segments import matrix, merged_flat
 
     faiss.omp_set_num_threads(1)  # one query at a time, as a server answers them
     embedder = load_embedder(SETTINGS.model)
@@ -180,9 +218,13 @@ def measure(root: Path) -> dict:
     out["bm25_mb"] = round((bm25._csc.data.nbytes + bm25._csc.indices.nbytes
                             + bm25._csc.indptr.nbytes + bm25._norm.nbytes) / 1e6, 1)
     out["ann"] = queries(ix, embedder, root)
-    (seg,) = ix.manifest.segment_list(ix.generation.name)  # one segment, nothing removed
+    out["segments"] = [s.ann for s in ix.manifest.segment_list(ix.generation.name)]
+    del ix.vectors
     t = time.perf_counter()
-    whole = faiss.read_index(str(root / seg.name / "vectors.faiss"))
+    read = [faiss.read_index(str(root / seg.name / "vectors.faiss"))  # (matrix views these)
+            for seg in ix.manifest.segment_list(ix.generation.name)]
+    whole = read[0] if len(read) == 1 else merged_flat([matrix(f) for f in read], ix.manifest.dim)
+    del read
     out["vectors_read_whole_s"] = round(time.perf_counter() - t, 2)
     out["memory_after_read_whole"] = memory()
     ix.vectors = DenseIndex([Part(whole, np.arange(whole.ntotal), matrix(whole))], whole.d)
@@ -207,6 +249,11 @@ def queries(ix, embedder, root: Path) -> dict:
            "lexical_search": timed(lambda q: searcher.search(q, 5, mode="lexical",
                                                              places=False), asked),
            "hybrid_search": timed(lambda q: searcher.search(q, 5), asked)}
+    # The segments searched one at a time (SETTINGS searches search_threads at a time)
+    one = Searcher(ix, embedder, replace(SETTINGS, search_threads=1))
+    out["dense_search_1_thread"] = timed(
+        lambda q: one.search(q, 5, mode="dense", places=False), asked)
+    out["hybrid_search_1_thread"] = timed(lambda q: one.search(q, 5), asked)
     if ix.vectors.approximate:  # what the probed share costs (recall: on the real vectors)
         out["dense_by_probe_share"] = {}
         for share in (0.05, 0.1, 0.2, 0.3):
@@ -237,22 +284,33 @@ def run_child(root: Path, timeout: float) -> dict:
 def print_recall(r: dict) -> None:
     print(f"\nRecall@10 against the flat index on {r['chunks']} real vectors "
           f"({r['queries']} queries; flat search {r['flat_ms']} ms/query, 1 thread)")
-    print(f"{'index':<16}{'lists/√n':>9}{'share':>7}{'nprobe/ef':>10}{'recall@10':>11}"
-          f"{'ms/query':>10}{'build s':>9}")
+    print(f"{'index':<22}{'lists/√n':>9}{'share':>7}{'nprobe/ef':>10}{'re-score':>9}"
+          f"{'recall@10':>11}{'ms/query':>10}{'build s':>9}")
     for row in r["sweep"]:
         probe = row.get("nprobe", row.get("efSearch"))
-        print(f"{row['index']:<16}{row.get('lists_per_sqrt', ''):>9}{row.get('probe_share', ''):>7}"
-              f"{probe:>10}{row['recall@10']:>11.4f}{row['ms']:>10.2f}{row['build_s']:>9}"
+        print(f"{row['index']:<22}{row.get('lists_per_sqrt', ''):>9}"
+              f"{row.get('probe_share', ''):>7}{probe:>10}{row.get('refine', ''):>9}"
+              f"{row['recall@10']:>11.4f}{row['ms']:>10.2f}{row['build_s']:>9}"
               f"{'  <- chosen' if row['chosen'] else ''}")
+    print("lists/√n 'segment': the lists a full streamed segment (segment_chunks rows) gets; "
+          "re-score: the PQ candidates re-scored exactly from the flat vectors (DenseIndex, "
+          "Python included in ms/query)")
 
 
 def pp(t: dict) -> str:
     return f"{t['p50_ms']:.1f}/{t['p95_ms']:.1f}"
 
 
+def layout(r: dict) -> str:
+    """How many segments, searched through which structure: 20 seg IVF-PQ256x4fs."""
+    segs = r.get("segments", [])
+    kinds = sorted({s.split(",")[-1] if s else "flat" for s in segs})
+    return f"{len(segs)} seg IVF-{'/'.join(kinds)}"
+
+
 def print_scale(rows: list[dict]) -> None:
     print("\nWarm latency, one query at a time (p50/p95 ms); open time and memory")
-    print(f"{'chunks':>8} {'vectors':<22}{'open s':>7}{'RSS MB':>8}{'dense':>13}{'BM25':>12}"
+    print(f"{'chunks':>8} {'vectors':<26}{'open s':>7}{'RSS MB':>8}{'dense':>13}{'BM25':>12}"
           f"{'search':>13}{'ask':>15}{'ask again':>13}")
     for r in rows:
         if "error" in r:
@@ -261,9 +319,9 @@ def print_scale(rows: list[dict]) -> None:
         opened, read = r["open_s"], r["vectors_read_whole_s"]
         for label, key, open_s, mem in (
                 ("flat, read whole", "flat", opened + read, r["memory_after_read_whole"]),
-                ("IVF, memory-mapped", "ann", opened, r["memory_after_open"])):
+                (f"{layout(r)}, mapped", "ann", opened, r["memory_after_open"])):
             q = r[key]
-            print(f"{r['chunks']:>8} {label:<22}{open_s:>7.1f}{mem['rss_mb']:>8.0f}"
+            print(f"{r['chunks']:>8} {label:<26}{open_s:>7.1f}{mem['rss_mb']:>8.0f}"
                   f"{pp(q['dense_search']):>13}{pp(q['lexical_search']):>12}"
                   f"{pp(q['hybrid_search']):>13}{pp(q['ask']):>15}{pp(q['ask_again']):>13}")
     print("open s: opening the index (flat: plus reading vectors.faiss whole, as every open did "
@@ -276,6 +334,10 @@ def print_scale(rows: list[dict]) -> None:
               f"at the first lexical query; RSS after the queries "
               f"{r['ann']['memory_after_queries']['rss_mb']:.0f} MB (IVF, of it mapped file "
               f"pages {r['ann']['memory_after_queries']['file_mb']:.0f})")
+        print(f"{r['chunks']:>8}: {layout(r)} with the segments searched one at a time "
+              f"(above: {SETTINGS.search_threads} at a time): dense "
+              f"{pp(r['ann']['dense_search_1_thread'])}, search (hybrid) "
+              f"{pp(r['ann']['hybrid_search_1_thread'])} ms")
         print(f"{r['chunks']:>8}: IVF dense search p50 by probed share of the lists: " + ", ".join(
             f"{share}: {t['p50_ms']:.1f} ms" for share, t in r["ann"]["dense_by_probe_share"].items()))
 
@@ -287,6 +349,8 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path,
                     default=Path(tempfile.gettempdir()) / "policyrag-ann-bench")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--also", type=Path, nargs="*", default=[],
+                    help="index folders measured too, e.g. one written before in another layout")
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -311,6 +375,9 @@ def main() -> int:
         print(f"\nsynthetic index of {info['chunks']} chunks at {root} (written in "
               f"{info.get('build_s', '?')} s through policyrag.index.build)", flush=True)
         figures["scale"].append({"size": n, **run_child(root, 1800)})
+    for root in args.also:
+        print(f"\nalso: the index at {root}", flush=True)
+        figures["scale"].append({"size": str(root), **run_child(root, 1800)})
     print_scale(figures["scale"])
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, ensure_ascii=False))

@@ -429,11 +429,16 @@ def _ann_rows(ann: dict | None) -> list[list]:
         rows.append(["ANN recall@10 against flat (real vectors)",
                      f"{chosen.get('recall@10', '-')} ({chosen.get('index', '')})", "ann"])
     for r in _get_list(ann, "scale"):
-        if r.get("mode") == "ann" and "error" not in r:
-            rows.append([f"search p50 hybrid / ask p50 at {r.get('size', '?')} chunks",
-                         f"{_get(r, 'hybrid_search', 'p50_ms')} / {_get(r, 'ask', 'p50_ms')} ms"
-                         f"; open {_get(r, 'open_s')} s, RSS "
-                         f"{_get(r, 'memory_after_queries', 'rss_mb', fmt='{:.0f}')} MB", "ann"])
+        if "error" not in r:
+            rows.append([f"search p50 dense / hybrid / ask again at {r.get('chunks', '?')} chunks",
+                         f"{_get(r, 'ann', 'dense_search', 'p50_ms')} / "
+                         f"{_get(r, 'ann', 'hybrid_search', 'p50_ms')} / "
+                         f"{_get(r, 'ann', 'ask_again', 'p50_ms')} ms (flat "
+                         f"{_get(r, 'flat', 'dense_search', 'p50_ms')} / "
+                         f"{_get(r, 'flat', 'hybrid_search', 'p50_ms')} / "
+                         f"{_get(r, 'flat', 'ask_again', 'p50_ms')}); open {_get(r, 'open_s')} "
+                         f"s, RSS {_get(r, 'ann', 'memory_after_queries', 'rss_mb', fmt='{:.0f}')}"
+                         " MB", "ann"])
     return rows or [["ANN recall, latency at 100k/1M", "-", "ann"]]
 
 

@@ -58,16 +58,24 @@ class Settings:
     max_segments: int = 8
     removed_share: float = 0.2
     # Approximate search (index/ann.py): a segment of at least `ann_min_chunks` rows also gets
-    # an IVF-Flat index with sqrt(rows) * `ann_lists_per_sqrt` lists, of which a search probes
-    # `ann_probe_share`: on the 29k real at-scale vectors that keeps 0.985 of the flat index's
-    # top 10, the smallest share of rows scanned for 0.98 in the sweep (python
-    # benchmarks/ann.py). Below the threshold flat search costs under ~10 ms and is exact; at
+    # an IVF index (fast-scan PQ codes) with sqrt(rows) * `ann_lists_per_sqrt` lists, of which a
+    # search probes `ann_probe_share`: on the 29k real at-scale vectors IVF-Flat then keeps
+    # 0.985 of the flat index's top 10, the smallest share of rows scanned for 0.98 in the
+    # sweep (python benchmarks/ann.py). Below the threshold flat search costs under ~10 ms and is exact; at
     # 100k it costs ~45 ms, at 1M ~230 ms (2 cores, shared). A filter keeping at most
-    # `ann_exact_rows` rows of a segment is scored exactly instead.
+    # `ann_exact_rows` rows of an IVF-Flat segment is scored exactly instead.
     ann_min_chunks: int = field(default_factory=lambda: int(_env("ANN_MIN_CHUNKS", "50000")))
     ann_lists_per_sqrt: float = 2.0
     ann_probe_share: float = 0.2
     ann_exact_rows: int = 20_000
+    # A PQ segment (ann.py) re-scores its best max(`ann_refine`, 2k) candidates exactly: 100
+    # keeps 0.987 of the flat top 10 on the real vectors at a 50k segment's probes, where the
+    # PQ order alone keeps far less (benchmarks/ann.py).
+    ann_refine: int = 100
+    # How many segments a dense search searches at a time (threads; FAISS and numpy release
+    # the GIL). At 1M chunks (20 segments) on the 2 shared cores two cut dense search p50
+    # from 28.6 to 15.7 ms and hybrid from 46.4 to 43.8 ms (python benchmarks/ann.py).
+    search_threads: int = field(default_factory=lambda: int(_env("SEARCH_THREADS", "2")))
     # An answer whose best passages hold under this share of the question's words, and whose
     # BM25 match is weaker than this, is said not to answer (on the seeds, 18% of answerable
     # development questions are flagged and 14% of off-topic ones pass:

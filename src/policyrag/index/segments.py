@@ -93,9 +93,8 @@ def write(folder: Path, name: str, dim: int, docs: list[Document], chunks: list[
     seg = Segment(name, len(docs), len(chunks), lexicon=lexicon)
     if settings is not None and len(chunks) >= max(settings.ann_min_chunks, 1):
         lists = ann.lists_for(len(chunks), settings.ann_lists_per_sqrt)
-        index = ann.build(vectors, lists)
+        index, seg.ann = ann.build(vectors, lists)
         store.write_file_durably(folder / ann.ANN_FILE, faiss.serialize_index(index).tobytes())
-        seg.ann = f"IVF{lists},Flat"
     seg.checksums = {f: file_checksum(folder / f) for f in seg.files()}
     seg.sizes = {f: (folder / f).stat().st_size for f in seg.files()}
     return seg

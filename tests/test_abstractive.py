@@ -412,3 +412,12 @@ def test_an_english_sentence_opening_with_one_is_no_name():
                             "一是产业振兴促增收", ["一是产业振兴促增收,集中力量做大做强产业体系。"],
                             Context("What did each locality prioritize?", "丽水市"))
     assert why is None or "name" not in why
+
+
+def test_the_translation_prompt_spells_the_sentence_s_people_and_places():
+    """Told nothing, the 1.5B model wrote "Wu Shengze" for 吴舜泽, which the check then drops."""
+    from policyrag.answer.abstractive import _translate_system
+
+    system = _translate_system("吴舜泽强调,路桥区要深入推进基本公共服务一体化改革")
+    assert "吴舜泽 = Wu Shunze" in system and "路桥区 = Luqiao District" in system
+    assert "Person names" not in _translate_system("要全速争资争项,用心用情用力服务企业")

@@ -632,13 +632,15 @@ def render_in_english(answer: Answer, generator: Generator | None = None) -> int
 
 
 def _translate_system(source: str) -> str:
-    """The translation instructions, with the pinyin of the sentence's place names: told
-    nothing, the model reads 路桥 as "road bridge"."""
-    from policyrag.answer.checker import place_english, source_places
+    """The translation instructions, with the pinyin of the sentence's place and person names:
+    told nothing, the model reads 路桥 as "road bridge" and spells 吴舜泽 "Wu Shengze"."""
+    from policyrag.answer.checker import person_english, place_english, source_people, source_places
 
     found = source_places(source)
     names = [f"{p} = {place_english(p)}" for p in found if not any(p != q and p in q for q in found)]
-    return _TRANSLATE_SYSTEM + (f" Place names: {'; '.join(names)}." if names else "")
+    people = [f"{p} = {person_english(p)}" for p in source_people(source)]
+    return (_TRANSLATE_SYSTEM + (f" Place names: {'; '.join(names)}." if names else "")
+            + (f" Person names: {'; '.join(people)}." if people else ""))
 
 
 def index_context(index: object) -> dict:

@@ -338,6 +338,21 @@ def source_places(text: str) -> list[str]:
     return _place_names(to_simplified(text))
 
 
+def source_people(text: str) -> list[str]:
+    """The person names a Chinese sentence writes (吴舜泽), as the name check finds them."""
+    body = to_simplified(text)
+    return list(dict.fromkeys(w for w in _tagged(body, ("nr", "nrfg", "nrt"))
+                              if w[0] in _SURNAMES and 2 <= len(w) <= 4))
+
+
+def person_english(name: str) -> str:
+    """A Chinese name in pinyin, surname first: 吴舜泽 → Wu Shunze."""
+    from pypinyin import Style, lazy_pinyin
+
+    syllables = lazy_pinyin(name, style=Style.NORMAL)
+    return f"{syllables[0].capitalize()} {''.join(syllables[1:]).capitalize()}"
+
+
 def place_english(place: str) -> str:
     """How an English sentence names a division: Luqiao District, Lishui Economic Development
     Zone (the translation prompt gives the model these)."""

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.devset_checker import checker
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 DEV = DATA / "dev_questions.jsonl"
 OFFTOPIC = DATA / "offtopic_questions.jsonl"
-
-
-def _load_checker():
-    spec = importlib.util.spec_from_file_location("check_devset",
-                                                  ROOT / "scripts" / "check_devset.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-checker = _load_checker()
 
 
 @pytest.fixture(scope="module")

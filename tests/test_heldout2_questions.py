@@ -8,9 +8,7 @@ retrieval is run here: the set stays held out.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from policyrag.config import Settings
 from policyrag.evaluation import load_questions, normalise, relevant_counts
 from policyrag.ingest.chunking import chunk_text
 from policyrag.ingest.documents import load_documents
+from tests.devset_checker import checker
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
@@ -27,18 +26,6 @@ HELDOUT2 = DATA / "heldout2_questions.jsonl"
 EARLIER = (DATA / "dev_questions.jsonl", DATA / "heldout_questions.jsonl")
 FIELDS = ("id", "q", "doc", "spans", "lang", "kind", "place")
 SPAN_CHARS = (4, 30)
-
-
-def _load_checker():
-    spec = importlib.util.spec_from_file_location("check_devset",
-                                                  ROOT / "scripts" / "check_devset.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-checker = _load_checker()
 
 
 def _rows(path: Path) -> list[dict]:

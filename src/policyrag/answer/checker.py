@@ -260,11 +260,13 @@ def _unsupported_places(body: str, cited: str, given: str, locality: str | None)
 
 
 def _unsupported_people(body: str, cited: str) -> str | None:
-    for word in _tagged(body, ("nr", "nrfg", "nrt")):
-        # jieba tags words such as 智慧 and 福祉 as names: a name starts with a common surname.
-        if word[0] in _SURNAMES and word not in cited:
-            return word
-    return None
+    return next((word for word in _people(body) if word not in cited), None)
+
+
+def _people(body: str) -> list[str]:
+    """Words jieba tags as person names that start with a common surname (it also tags words
+    such as 智慧 and 福祉 as names)."""
+    return [w for w in _tagged(body, ("nr", "nrfg", "nrt")) if w[0] in _SURNAMES]
 
 
 # The most common Chinese surnames (about 85 % of people).
@@ -340,9 +342,7 @@ def source_places(text: str) -> list[str]:
 
 def source_people(text: str) -> list[str]:
     """The person names a Chinese sentence writes (吴舜泽), as the name check finds them."""
-    body = to_simplified(text)
-    return list(dict.fromkeys(w for w in _tagged(body, ("nr", "nrfg", "nrt"))
-                              if w[0] in _SURNAMES and 2 <= len(w) <= 4))
+    return list(dict.fromkeys(w for w in _people(to_simplified(text)) if 2 <= len(w) <= 4))
 
 
 def person_english(name: str) -> str:

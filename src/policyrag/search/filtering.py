@@ -253,6 +253,11 @@ class IndexView:
                 ok &= cut <= filters.date_to
         return ok
 
+    def from_reports(self, rows: np.ndarray) -> np.ndarray:
+        """Per chunk row: does it come from a report-type document (REPORT_TYPES)?"""
+        per_type = np.array([t in REPORT_TYPES for t in self.types], dtype=bool)
+        return per_type[self.doc_type[self.chunk_doc[rows]]]
+
     def rows(self, filters: Filters | None) -> np.ndarray | None:
         """Chunk rows the filters admit, or None when nothing is filtered."""
         if filters is None or filters.is_empty():

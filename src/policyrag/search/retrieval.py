@@ -168,7 +168,8 @@ class Searcher:
             if chinese:
                 lists.append(self.dense(chinese, depth, rows))
             lists.append(self.lexical(words, depth, rows))
-            ranked = self.fuse(lists, english=is_english(query))[:n]
+            ranked = self.prefer_reports(self.fuse(lists, english=is_english(query)),
+                                         filters)[:n]
         if self.reranker is not None and ranked:
             scores = self.reranker.score(query, [self.index.chunks[i].text for i, _ in ranked])
             ranked = sorted(((i, float(s)) for (i, _), s in zip(ranked, scores, strict=True)),
@@ -201,6 +202,20 @@ class Searcher:
         if self.settings.fusion == "linear":
             return linear(lists, weights)
         return rrf(lists, k, weights)
+
+    def prefer_reports(self, fused: Ranking, filters: Filters | None) -> Ranking:
+        """Fused scores of report-type passages times `report_prior`, unless the user chose
+        the document types. What a government said or plans is told by its own reports; in a
+        collection that also holds news and regulations, a news story that merely shares the
+        question's words should not push the report out (see README, "How well it works")."""
+        prior = self.settings.report_prior
+        if prior == 1.0 or not fused or (filters is not None and filters.doc_types):
+            return fused
+        rows = np.fromiter((i for i, _ in fused), np.int64, len(fused))
+        scores = np.fromiter((s for _, s in fused), np.float64, len(fused))
+        scores = np.where(self.index.view().from_reports(rows), scores * prior, scores)
+        order = np.argsort(-scores, kind="stable")  # ties keep the fusion's order
+        return [(int(rows[j]), float(scores[j])) for j in order]
 
     def search_by_locality(self, query: str, k: int | None = None,
                            filters: Filters | None = None, mode: str | None = None,

@@ -1,0 +1,75 @@
+"""The third held-out question set (tests/data/heldout3_questions.jsonl) is usable as written.
+
+It is the set meant to judge search once the five seed reports are buried among thousands of
+other government texts, so besides the checks of the second set it must ask in the mix users
+ask in: named places, pointers such as 区里 or "the city", and questions only the content
+identifies. No retrieval is run here: the set stays held out.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from tests.devset_checker import checker
+from tests.questionset_checks import (
+    DATA,
+    field_problems,
+    reused,
+    rows,
+    seed_docs,
+    unanswerable,
+    write_rows,
+)
+
+HELDOUT3 = DATA / "heldout3_questions.jsonl"
+EARLIER = (DATA / "dev_questions.jsonl", DATA / "heldout_questions.jsonl",
+           DATA / "heldout2_questions.jsonl")
+
+
+@pytest.fixture(scope="module")
+def docs(seeds_dir):
+    return seed_docs(seeds_dir)
+
+
+def test_every_span_occurs_in_its_report_and_labels_match_the_text(seeds_dir):
+    result = checker.check(HELDOUT3, seeds_dir)
+    assert result.errors == []
+    # Spans sit within 4-20 characters and each identifies one report only.
+    assert result.warnings == []
+    assert result.n == 60
+
+
+def test_every_question_can_be_hit_by_a_chunk_of_its_report(docs):
+    assert unanswerable(HELDOUT3, docs) == []
+
+
+def test_every_question_has_all_fields_and_short_spans():
+    assert [r["id"] for r in rows(HELDOUT3)] == [f"h3_{i:02d}" for i in range(1, 61)]
+    assert field_problems(HELDOUT3) == []
+
+
+def test_make_up_is_the_mix_users_ask_in():
+    items = rows(HELDOUT3)
+    assert Counter(r["lang"] for r in items) == {"zh-Hans": 24, "zh-Hant": 12, "en": 24}
+    assert Counter(r["place"] for r in items) == {"named": 24, "none": 36}
+    assert sum(bool(r.get("deictic")) for r in items) == 12
+    kind = Counter(r["kind"] for r in items)
+    assert set(kind) == {"fact", "paraphrase"} and min(kind.values()) >= 27
+    assert set(Counter(r["doc"] for r in items).values()) == {12}
+
+
+def test_questions_and_spans_are_new_to_all_earlier_sets():
+    """No repeated question, and no span that contains, or is contained in, a span of the same
+    report in the development set or either earlier held-out set."""
+    assert reused(HELDOUT3, EARLIER) == []
+
+
+def test_a_span_reused_from_the_second_held_out_set_is_caught(tmp_path):
+    items = rows(HELDOUT3)
+    earlier = next(r for r in rows(DATA / "heldout2_questions.jsonl")
+                   if r["doc"] == items[0]["doc"])
+    items[0]["spans"] = [earlier["spans"][0] + "的"]  # a longer span that contains the old one
+    assert [hit[0] for hit in reused(write_rows(tmp_path / "bad.jsonl", items), EARLIER)] \
+        == [items[0]["id"]]

@@ -32,6 +32,8 @@ _FULL = re.compile(r"(?<!\d)((?:19|20)\d{2})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s
 _COMPACT = re.compile(r"(?<!\d)((?:19|20)\d{2})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?!\d)")
 _MONTH_DAY = re.compile(r"(?<![\d年.\-/])(\d{1,2})月(\d{1,2})日")
 # Where a regulation's preamble (dates of adoption and amendment) ends.
+_SIGNATURE = re.compile(r"(?:^|\n)\s*(?:19|20)\d{2}年\d{1,2}月\d{1,2}日\s*$")
+_TITLE_YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})年")
 _ARTICLES = re.compile(r"第一章|第一条")
 
 
@@ -80,10 +82,17 @@ def extract_date(head: str, tail: str = "", title: str = "",
         m = _ARTICLES.search(head)
         dates = full_dates(head[: m.start() if m else 600])
         return (max(dates), False) if dates else (None, False)
-    for text, compact in ((title, True), (head[:300], True), (tail[-300:], False)):
+    # A document's signature date (国务院 / 一九八一年五月二十三日) is when it was issued;
+    # dates in its opening are those of the papers it answers or cites.
+    signed = _SIGNATURE.search(tail[-60:])
+    for text, compact in ((title, True), (signed[0] if signed else "", False),
+                          (head[:300], True), (tail[-300:], False)):
         dates = full_dates(text, compact)
         if dates:
             return dates[0], False
+    # "2025年政府工作报告": the year the title gives, when no day is written anywhere.
+    if year := _TITLE_YEAR.search(title):
+        return year[1], False
     return _completed(head)
 
 

@@ -3,7 +3,7 @@
 communique  a plenum or meeting communiqué, or the news report of a meeting that a party
             committee, government, people's congress or CPPCC held (the seeds are these)
 work_report a government work report (政府工作报告)
-report      another report or speech (讲话, 工作报告, 致辞)
+report      another report or speech (讲话, 工作报告, 致辞, 统计公报)
 regulation  a regulation, measure or law text (条例, 办法, 规定 … with 第一条)
 news        a news story
 other       none of these
@@ -18,8 +18,13 @@ DOC_TYPES = ("communique", "work_report", "report", "regulation", "news", "other
 _REGULATION_TITLE = re.compile(r"(?:条例|办法|规定|规则|细则|法|决定|章程)(?:[(（][^)）]*[)）])?$")
 # The report itself (青田县人民政府工作报告, 2025年政府工作报告), not news of one being discussed.
 _WORK_REPORT_TITLE = re.compile(
-    r"^(?:[\u4e00-\u9fff]{1,15}(?:省|市|县|区|州|盟|旗))?(?:\d{4}年)?(?:人民)?政府工作报告$")
-_WORK_REPORT_OPENING = re.compile(r"各位代表[:：,，].{0,80}(?:报告政府工作|作政府工作报告|报告工作)", re.S)
+    r"^(?:\d{4}年)?(?:中华人民共和国)?(?:国务院|[\u4e00-\u9fff]{1,15}(?:省|市|县|区|州|盟|旗))?"
+    r"(?:\d{4}年)?(?:人民)?政府工作报告$")
+# 各位代表！… 向大会报告过去五年的政府工作 (the State Council's reports open so too).
+_WORK_REPORT_OPENING = re.compile(
+    r"各位代表[:：,，!！].{0,80}(?:报告(?:[^,，。]{0,10}的)?政府工作|作政府工作报告|报告工作)", re.S)
+# A speech's salutation on a line of its own, after the headline if there is one.
+_SALUTATION = re.compile(r"(?:^|\n)\s*同志们[:：,，!！]")
 _MEETING = (r"(?:会议|全会|全体会议|常务会议|务虚会|推进会|交流会|座谈会|部署会|动员会|大会|"
             r"工作会|常委会)")
 _MEETING_HELD = re.compile(
@@ -29,7 +34,8 @@ _MEETING_HELD = re.compile(
 _CONVENOR = re.compile(r"党|委|政府|国务院|政协|人大|中央|管委会|党工委|[省市县区]|在京|北京|人民大会堂")
 # A speech or report as the whole headline, not "…上的讲话引发热烈反响".
 _REPORT = re.compile(r"^[^《》“”,，]{0,30}在[^《》,，。]{2,60}上的(?:讲话|报告|致辞|发言|工作报告)(?:稿)?$|"
-                     r"^[^《》“”,，\s]{0,40}(?:委员会|常委会|法院|检察院|[省市县区]委)工作报告$")
+                     r"^[^《》“”,，\s]{0,40}(?:委员会|常委会|法院|检察院|[省市县区]委)工作报告$|"
+                     r"统计公报$")
 _NEWS_SUFFIX = re.compile(r"\s*[(（]新闻联播[^)）]*[)）]\s*$")
 _AGENCY = re.compile(r"^(?:[^,，。]{0,20}(?:消息|讯|訊)(?:[(（][^)）]{0,30}[)）])?[:：,，]?\s*|本台消息[:：,，]\s*)+")
 _NEWS = re.compile(r"新闻联播|央视网消息|本报讯|本台消息|新华社|记者|网讯|来源[:：]")
@@ -65,7 +71,7 @@ def classify(title: str, head: str) -> str:
         m = _MEETING_HELD.search(text)
         if m and _CONVENOR.search(text[: m.end()]) and not _CEREMONY.search(text):
             return "communique"
-    if _REPORT.search(heading) or re.match(r"\s*同志们[:：,，]", head):
+    if _REPORT.search(heading) or _SALUTATION.search(head[:300]):
         return "report"
     if _NEWS.search(title) or _NEWS.search(head[:200]):
         return "news"

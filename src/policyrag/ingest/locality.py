@@ -32,6 +32,7 @@ _BODY_AFTER = re.compile(
 # The central party and state as a text's subject.
 CENTRAL = re.compile(
     r"国务院|中共中央|党中央|中央军委|中央委员会|全国人大|全国人民代表大会|全国政协|全国委员会|"
+    r"全国代表大会|"
     r"中央经济工作会议|中央[^,，。]{0,10}?(?:会议|委员会|办公厅|领导小组|常委会|纪委|部门)|中央纪委|"
     r"国家(?:主席|发展改革委)|"
     # Ministries and commissions of the State Council, which sign without 国家 (but 俄罗斯国防部
@@ -162,6 +163,11 @@ def own_level(text: str, title: str) -> str | None:
     return level
 
 
+def _autonomous_region(title: str) -> bool:
+    return any(m.place.level == "province" and m.place.name.endswith("自治区")
+               for m in find_places(title))
+
+
 def _fits(place: Place, level: str) -> bool:
     # A municipality speaks of itself as 本市, though it is a province.
     return place.level == level or (level == "city" and place.name in MUNICIPALITIES)
@@ -179,7 +185,11 @@ def issuing_place(text: str, title: str, doc_type: str) -> Place | None:
         return _news_place(text, title)
     level = own_level(text, title)
     found = _evidence(text, title)
-    lead = lead_sentence(text)
+    if level == "county" and _autonomous_region(title):
+        level = "province"  # an autonomous region (西藏自治区) calls itself 全区 too
+    body = text.lstrip()
+    # The headline is no sentence of the body, even when it has a comma in it.
+    lead = lead_sentence(body[len(title):] if title and body.startswith(title) else body)
     # A central body as the subject outranks the city it met in (在北京召开); in the headline
     # (习近平主持召开中央…会议) it outranks how the text speaks of levels too.
     if _central_subject(title) or (level is None and _central_subject(lead)):

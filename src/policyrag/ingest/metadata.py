@@ -65,10 +65,14 @@ def _simple(text: str) -> str:
     return to_simplified(unicodedata.normalize("NFKC", text))
 
 
+_DATE_LINE = re.compile(r"[\d\s\-/.:年月日号]*$|\d{1,2}月|\d+[\-/.:]")
+
+
 def extract_title(cleaned: str) -> str | None:
     first = cleaned.split("\n", 1)[0].strip()
+    # "2025年政府工作报告" is a headline; "2021-08-20" or "8月20日" alone is a date line.
     is_headline = (4 <= len(first) <= 60 and not re.search(r"[。!?;]", first[:-1])
-                   and not first.endswith(("。", ",")) and not re.match(r"\d", first))
+                   and not first.endswith(("。", ",")) and not _DATE_LINE.match(first))
     return first if is_headline else None
 
 

@@ -94,6 +94,17 @@ def test_an_index_built_with_gemma_refuses_the_default_model_and_back(gemma, tmp
     assert f"cannot be searched with {gemma_model.NAME!r} (768 dims)" in capsys.readouterr().err
 
 
+def test_report_vectors_default_to_gemma_and_rank_place_less_questions(gemma, index_copy, capsys):
+    """`index encode-reports` with no --encoder embeds the seed reports with EmbeddingGemma;
+    a question that names no place still finds its passage first."""
+    assert main(["index", "encode-reports", "--index", str(index_copy)]) == 0
+    assert f"report vectors ({gemma_model.NAME}): 52 of 52" in capsys.readouterr().out
+    assert main(["search", "聚焦民间投资,要怎样破冰山、立模式、激活力?", "--index", str(index_copy),
+                 "--json"]) == 0
+    top = json.loads(capsys.readouterr().out)["hits"][0]
+    assert top["doc_id"] == "002_e8d0747b3dfad330" and "破冰山" in top["text"]
+
+
 def test_fetch_of_a_ready_model_says_so_at_once(gemma, capsys):
     assert main(["model", "fetch", "--encoder", "embeddinggemma", "--quiet"]) == 0
     out = capsys.readouterr().out

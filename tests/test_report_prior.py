@@ -48,3 +48,14 @@ def test_the_report_outranks_news_that_only_repeats_the_question(with_news):
 def test_types_the_user_chose_are_ranked_without_the_prior(with_news):
     hits = with_news.search(QUESTION, 5, Filters(doc_types=["news", "communique"]))
     assert hits[0].doc_id == "news-1"
+
+
+def test_news_that_alone_holds_the_name_asked_for_keeps_its_place(with_news, tmp_path):
+    coll = tmp_path / "more-news.jsonl.gz"
+    story = ("鲲鹏智算产业园签约（新闻联播）\n央视网消息(新闻联播):鲲鹏智算产业园今天签约落地,"
+             "园区将建设算力中心。\n")
+    with gzip.open(coll, "wt", encoding="utf-8") as fh:
+        fh.write(json.dumps({"id": "news-2", "text": story, "doc_type": "news"},
+                            ensure_ascii=False) + "\n")
+    with_news.add([coll])
+    assert with_news.search("鲲鹏智算产业园有什么进展?", 5)[0].doc_id == "news-2"

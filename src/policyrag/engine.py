@@ -14,6 +14,7 @@ from pathlib import Path
 from policyrag.config import Settings
 from policyrag.display import quoted
 from policyrag.index import lifecycle as idx
+from policyrag.index import report_vectors
 from policyrag.index.embedding import Embedder, load_embedder
 from policyrag.index.progress import Bars
 from policyrag.ingest.documents import Document, RenamedReport, iter_documents
@@ -71,10 +72,12 @@ class Engine:
         per_doc: dict[str, int] = {}
         for c in ix.chunks:
             per_doc[c.doc_id] = per_doc.get(c.doc_id, 0) + 1
+        reports = report_vectors.coverage(ix)
         return {
             "index": str(self.root),
             "generation": ix.generation.name,
             "manifest": vars(ix.manifest),
+            "report_vectors": vars(reports) if reports else None,
             "documents": [{"doc_id": d.doc_id, "title": d.display_title, "locality": d.locality,
                            "level": d.locality_level, "type": d.doc_type,
                            "date": d.date, "meeting": d.meeting, "script": d.script,
@@ -115,6 +118,7 @@ class Engine:
         change = idx.build_index(self.root, docs, embedder, self.settings,
                                  [str(p) for p in paths], self.progress, wait)
         self._committed(embedder)
+        self._refresh_reports(wait)
         return change.generation, errors + _duplicates(change)
 
     def add(self, paths: list[Path], wait: float = 0.0, sources: dict[str, str] | None = None,
@@ -129,7 +133,23 @@ class Engine:
         change = idx.add(self.root, moved, self.embedder, self.settings,
                          self.progress if progress is None else progress, wait)
         self._committed()
+        if change.generation:
+            self._refresh_reports(wait)
         return change, errors + _duplicates(change)
+
+    def encode_reports(self, encoder: str | None = None, wait: float = 0.0
+                       ) -> report_vectors.Coverage:
+        """Give the index's report passages vectors from a second encoder (by default the one
+        they already have, else EmbeddingGemma); only passages without one are embedded."""
+        stored = report_vectors.coverage(self.index)
+        name = encoder or (stored.model if stored else report_vectors.DEFAULT_ENCODER)
+        embedder = load_embedder(name)
+        return report_vectors.encode_reports(self.index, embedder, self.progress, wait)
+
+    def _refresh_reports(self, wait: float) -> None:
+        """After a write, an index that has report vectors gets them for its new reports."""
+        if (self.root / report_vectors.FILE).exists():
+            self.encode_reports(None, wait)
 
     def remove(self, keys: list[str], wait: float = 0.0) -> idx.Change:
         change = idx.remove(self.root, keys, self.settings, wait)
@@ -154,6 +174,7 @@ class Engine:
         change = idx.rebuild(self.root, embedder, self.settings, self.progress, wait,
                              from_generation)
         self._committed(embedder)
+        self._refresh_reports(wait)
         notices: list[ReadError] = [KeptStoredText(Path(source), doc_id, why)
                                     for doc_id, source, why in change.kept]
         return change.generation, notices + [Notice(self.root, n) for n in change.notes]

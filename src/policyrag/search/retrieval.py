@@ -10,6 +10,7 @@ from typing import Protocol
 import numpy as np
 
 from policyrag.config import Settings
+from policyrag.index import report_vectors
 from policyrag.index.embedding import Embedder
 from policyrag.index.lexical import glossary_terms, tokenize
 from policyrag.index.lifecycle import Index
@@ -123,6 +124,23 @@ class Searcher:
                                          self.settings.ann_probe_share, self.settings.ann_refine,
                                          self.settings.search_threads)
 
+    def report_dense(self, queries: list[str], n: int, rows: np.ndarray | None
+                     ) -> list[Ranking]:
+        """One list per query from the index's report vectors (index/report_vectors.py), over
+        its report-type rows among `rows`; none when it has no such vectors."""
+        found = report_vectors.matrix(self.index)
+        if found is None or not len(found.rows):
+            return []
+        encoder = report_vectors.query_encoder(found.model)
+        keep = np.ones(len(found.rows), bool) if rows is None else np.isin(found.rows, rows)
+        if encoder is None or not keep.any():
+            return []
+        ids = found.rows[keep]
+        queries = [to_simplified(q) for q in queries]
+        scores = found.vectors[keep] @ np.asarray(encoder.encode(queries, "query"), np.float32).T
+        return [[(int(ids[j]), float(col[j])) for j in np.argsort(-col, kind="stable")[:n]]
+                for col in scores.T]
+
     def lexical(self, query: str, n: int, rows: np.ndarray | None) -> list[tuple[int, float]]:
         terms = " ".join([query, *glossary_terms(query)])
         scores = self.index.bm25().scores(tokenize(terms, self.index.lexicon))
@@ -167,9 +185,11 @@ class Searcher:
             lists = [self.dense(query, depth, rows)]
             if chinese:
                 lists.append(self.dense(chinese, depth, rows))
+            if _names_no_place(filters) and self.settings.report_vectors:
+                lists += self.report_dense([query, *([chinese] if chinese else [])], depth, rows)
             lists.append(self.lexical(words, depth, rows))
             ranked = self.prefer_reports(self.fuse(lists, english=is_english(query)),
-                                         filters)[:n]
+                                         filters, dict(lists[-1]))[:n]
         if self.reranker is not None and ranked:
             scores = self.reranker.score(query, [self.index.chunks[i].text for i, _ in ranked])
             ranked = sorted(((i, float(s)) for (i, _), s in zip(ranked, scores, strict=True)),
@@ -203,17 +223,24 @@ class Searcher:
             return linear(lists, weights)
         return rrf(lists, k, weights)
 
-    def prefer_reports(self, fused: Ranking, filters: Filters | None) -> Ranking:
+    def prefer_reports(self, fused: Ranking, filters: Filters | None,
+                       bm25: dict[int, float]) -> Ranking:
         """Fused scores of report-type passages times `report_prior`, unless the user chose
         the document types. What a government said or plans is told by its own reports; in a
         collection that also holds news and regulations, a news story that merely shares the
-        question's words should not push the report out (see README, "How well it works")."""
+        question's words should not push the report out (README, "How well it works"). A
+        passage far ahead of every report on the question's words (`bm25`, its BM25 score) --
+        the one text that holds a name the question asks for -- keeps its place too."""
         prior = self.settings.report_prior
         if prior == 1.0 or not fused or (filters is not None and filters.doc_types):
             return fused
         rows = np.fromiter((i for i, _ in fused), np.int64, len(fused))
         scores = np.fromiter((s for _, s in fused), np.float64, len(fused))
-        scores = np.where(self.index.view().from_reports(rows), scores * prior, scores)
+        reports = self.index.view().from_reports(rows)
+        lexical = np.fromiter((bm25.get(int(i), 0.0) for i in rows), np.float64, len(rows))
+        lead = (lexical > 0) & (lexical >= self.settings.report_prior_lead
+                                * lexical[reports].max(initial=0.0))
+        scores = np.where(reports | lead, scores * prior, scores)
         order = np.argsort(-scores, kind="stable")  # ties keep the fusion's order
         return [(int(rows[j]), float(scores[j])) for j in order]
 
@@ -291,6 +318,14 @@ class Searcher:
 
 
 Ranking = list[tuple[int, float]]
+
+
+def _names_no_place(filters: Filters | None) -> bool:
+    """Nothing narrows the search to places or types: the question named none (with a place
+    named, the packaged encoder already finds the passage, so the report vectors are not
+    asked; README, "How well it works")."""
+    return filters is None or not (filters.localities or filters.doc_ids or filters.levels
+                                   or filters.doc_types)
 
 
 def top_rows(scores: np.ndarray, n: int) -> Ranking:

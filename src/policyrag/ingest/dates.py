@@ -31,9 +31,10 @@ _CN_DATE = re.compile(rf"({_CN_YEAR})年({_CN_SMALL})月(?:({_CN_SMALL})日)?")
 _FULL = re.compile(r"(?<!\d)((?:19|20)\d{2})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})(?!\d)日?")
 _COMPACT = re.compile(r"(?<!\d)((?:19|20)\d{2})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?!\d)")
 _MONTH_DAY = re.compile(r"(?<![\d年.\-/])(\d{1,2})月(\d{1,2})日")
-# Where a regulation's preamble (dates of adoption and amendment) ends.
+# A date alone on the last line: a document's signature (Chinese numerals already converted).
 _SIGNATURE = re.compile(r"(?:^|\n)\s*(?:19|20)\d{2}年\d{1,2}月\d{1,2}日\s*$")
 _TITLE_YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})年")
+# Where a regulation's preamble (dates of adoption and amendment) ends.
 _ARTICLES = re.compile(r"第一章|第一条")
 
 

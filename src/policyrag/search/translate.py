@@ -24,7 +24,19 @@ from policyrag.script import is_english
 CACHE_FILE = "query-translations.json"
 MAX_TOKENS = 40
 _CJK = re.compile(r"[\u4e00-\u9fff]")
-_SYSTEM = "Translate the user's question into simplified Chinese. Output only the translation."
+# Three worked examples in the reports' own wording (营商环境, 全会, 招商引资, not 商业环境 or
+# 公司): at scale, English recall@5 went 0.857 -> 0.873 on the development set and 0.76 -> 0.84 on
+# the second held-out set, and no set lost (README). The examples are general policy phrases,
+# not questions of any set. The prompt is part of the cache key, so a new one asks again.
+_SYSTEM = ("Translate the user's question into simplified Chinese, in the wording of Chinese "
+           "government reports. Output only the translation.\n"
+           "Examples:\n"
+           "What will the city do to improve the business environment for private firms? => "
+           "市里将如何为民营企业优化营商环境？\n"
+           "What did the plenary session ask officials to do about common prosperity? => "
+           "全会要求干部在共同富裕方面做什么？\n"
+           "How will the county attract investment and push major projects forward? => "
+           "县里将如何招商引资、推进重大项目？")
 # Chinese characters, digits and Chinese punctuation only: no English left in the terms.
 _GRAMMAR = r"root ::= [\u4e00-\u9fff0-9，、？]{2,40}"
 # The model mangles place names, even ones given in characters (路桥 came back as 桥梁), so they
@@ -46,7 +58,7 @@ def translate_query(question: str, places: Iterable[str] = ()) -> str | None:
     model = generate.generator_id()
     if model is None:
         return None
-    key = hashlib.sha256(f"{model}\n{question}".encode()).hexdigest()
+    key = hashlib.sha256(f"{model}\n{question}\n{_SYSTEM}".encode()).hexdigest()
     cached = _read(_cache_path())
     if key in cached:
         return cached[key] or None

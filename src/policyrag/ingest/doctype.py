@@ -3,7 +3,7 @@
 communique  a plenum or meeting communiqué, or the news report of a meeting that a party
             committee, government, people's congress or CPPCC held (the seeds are these)
 work_report a government work report (政府工作报告)
-report      another report or speech (讲话, 工作报告, 致辞, 统计公报)
+report      another report or speech (讲话, 工作报告, 致辞)
 regulation  a regulation, measure or law text (条例, 办法, 规定 … with 第一条)
 news        a news story
 other       none of these
@@ -34,8 +34,7 @@ _MEETING_HELD = re.compile(
 _CONVENOR = re.compile(r"党|委|政府|国务院|政协|人大|中央|管委会|党工委|[省市县区]|在京|北京|人民大会堂")
 # A speech or report as the whole headline, not "…上的讲话引发热烈反响".
 _REPORT = re.compile(r"^[^《》“”,，]{0,30}在[^《》,，。]{2,60}上的(?:讲话|报告|致辞|发言|工作报告)(?:稿)?$|"
-                     r"^[^《》“”,，\s]{0,40}(?:委员会|常委会|法院|检察院|[省市县区]委)工作报告$|"
-                     r"统计公报$")
+                     r"^[^《》“”,，\s]{0,40}(?:委员会|常委会|法院|检察院|[省市县区]委)工作报告$")
 _NEWS_SUFFIX = re.compile(r"\s*[(（]新闻联播[^)）]*[)）]\s*$")
 _AGENCY = re.compile(r"^(?:[^,，。]{0,20}(?:消息|讯|訊)(?:[(（][^)）]{0,30}[)）])?[:：,，]?\s*|本台消息[:：,，]\s*)+")
 _NEWS = re.compile(r"新闻联播|央视网消息|本报讯|本台消息|新华社|记者|网讯|来源[:：]")

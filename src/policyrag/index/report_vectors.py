@@ -119,9 +119,8 @@ def matrix(index) -> ReportMatrix | None:
     rows = report_rows(index)
     found = [(i, stored.get(text_key(index.chunks[i].text))) for i in rows]
     kept = [(i, v) for i, v in found if v is not None]
-    dim = len(next(iter(stored.values()))) if stored else 0
-    result = ReportMatrix(model, np.array([i for i, _ in kept], np.int64),
-                          np.array([v for _, v in kept], np.float32).reshape(-1, dim))
+    vectors = np.array([v for _, v in kept], np.float32) if kept else np.zeros((0, 1), np.float32)
+    result = ReportMatrix(model, np.array([i for i, _ in kept], np.int64), vectors)
     index._report_matrix = (stamp, result)
     return result
 

@@ -34,6 +34,24 @@ def test_english_and_traditional_place_names_limit_the_search_too(engine, questi
     assert _localities(engine.search(question, 8)) == {"路桥区"}
 
 
+@pytest.mark.parametrize("question", [
+    "How does the Lishui Development Zone help firms sell abroad?",
+    "What does the Lishui Economic-Technological Development Zone ask of its officials?",
+    "Which reform does the Lishui ETDZ treat as its No. 1 project?"])
+def test_a_zone_named_in_english_is_the_zone_not_its_city(engine, question):
+    assert _localities(engine.search(question, 8)) == {"丽水经开区"}
+    # The city's own name, alone, still means the city and the places under it.
+    assert len(_localities(engine.search("How does Lishui help firms sell abroad?", 20))) > 1
+
+
+def test_the_translator_sees_the_zone_by_its_chinese_name():
+    from policyrag.search.translate import _without_places
+
+    question, named = _without_places("What does the Lishui economic development zone ask "
+                                      "leaders to do?", list(SEED_LOCALITIES.values()))
+    assert named == ["丽水经开区"] and "Lishui" not in question
+
+
 def test_a_city_includes_its_districts_and_zones(engine):
     hits = engine.search("改革", 40, Filters(localities=["丽水"]))
     assert _localities(hits) == {"莲都区", "丽水市", "丽水经开区"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import distribution
@@ -153,6 +154,26 @@ def romanisations(name: str) -> frozenset[str]:
 
     readings = pinyin(name, style=Style.NORMAL, heteronym=True)
     return frozenset("".join(p).lower() for p in islice(product(*readings), 64))
+
+
+# How English writes a development zone after its host's name: "Lishui Economic and
+# Technological Development Zone", "Lishui Economic-Technological Development Zone", "Lishui
+# ETDZ", "Lishui High-tech Zone", "Lishui Development Zone".
+_ZONE_EN = (r"[\s-]+(?:economic[\s-]+(?:and[\s-]+)?technolog(?:ical|y)[\s-]+|economic[\s-]+|"
+            r"high[\s-]*tech(?:nology)?[\s-]+(?:industrial[\s-]+)?|industrial[\s-]+)?"
+            r"(?:development[\s-]+zone|development[\s-]+area|zone|etdz)\b")
+
+
+@lru_cache(maxsize=256)
+def english_zone(zone: str) -> re.Pattern[str] | None:
+    """The English forms of a development zone's name (丽水经开区: Lishui Development Zone …),
+    or None when `zone` is no zone."""
+    place = lookup(zone)
+    if place is None or place.level != "zone" or not place.parent:
+        return None
+    hosts = sorted((r for r in romanisations(short_name(place.parent)) if len(r) >= 4),
+                   key=len, reverse=True)
+    return re.compile(rf"\b(?:{'|'.join(hosts)}){_ZONE_EN}", re.I) if hosts else None
 
 
 def lookup(name: str, parent: str | None = None) -> Place | None:

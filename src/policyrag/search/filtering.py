@@ -20,7 +20,14 @@ from functools import cached_property
 import numpy as np
 
 from policyrag.ingest.doctype import DOC_TYPES
-from policyrag.ingest.gazetteer import ancestors, find_places, romanisations, same_place, short_name
+from policyrag.ingest.gazetteer import (
+    ancestors,
+    english_zone,
+    find_places,
+    romanisations,
+    same_place,
+    short_name,
+)
 from policyrag.script import to_simplified
 
 # Reports a locality's priorities can be read from; regulations and news cannot.
@@ -292,7 +299,13 @@ class IndexView:
                 found.append(p.name)
             elif written == p.name and p.level != "zone" and len(written) >= 3:
                 missing.append(p.name)
-        lowered = re.sub(r"[^a-z]", "", question.lower())
+        rest = question
+        for name in self.known_places:  # "Lishui Development Zone" is the zone, not the city
+            pattern = english_zone(name)
+            if pattern is not None and pattern.search(rest):
+                found.append(name)
+                rest = pattern.sub(" ", rest)
+        lowered = re.sub(r"[^a-z]", "", rest.lower())
         if len(lowered) >= 4:
             for name in self.known_places:
                 if any(len(r) >= 4 and r in lowered for r in romanisations(short_name(name))):

@@ -91,9 +91,15 @@ def with_place_characters(question: str, places: Iterable[str]) -> str:
 def _without_places(question: str, places: Iterable[str]) -> tuple[str, list[str]]:
     """The question with the names of `places` (romanised or in characters) replaced by a
     stand-in, and the names found, in characters."""
-    from policyrag.ingest.gazetteer import romanisations, short_name
+    from policyrag.ingest.gazetteer import english_zone, romanisations, short_name
 
     named = []
+    for place in places:  # a zone first: "Lishui Development Zone" is not Lishui
+        zone = english_zone(place)
+        if zone is not None and zone.search(question):
+            question = re.sub(r"\bthe\s+the zone", "the zone", zone.sub(" the zone", question),
+                              flags=re.I)
+            named.append(place)
     for place in places:
         short = short_name(place)
         spellings = [place, short] + sorted((r for r in romanisations(short) if len(r) >= 4),

@@ -93,7 +93,7 @@ def _without_places(question: str, places: Iterable[str]) -> tuple[str, list[str
     stand-in, and the names found, in characters."""
     from policyrag.ingest.gazetteer import english_zone, romanisations, short_name
 
-    named = []
+    places, named = list(places), []
     for place in places:  # a zone first: "Lishui Development Zone" is not Lishui
         zone = english_zone(place)
         if zone is not None and zone.search(question):

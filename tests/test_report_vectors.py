@@ -98,3 +98,25 @@ def test_a_failed_encoding_leaves_the_stored_vectors_as_they_were(with_news, emb
     assert not [p for p in with_news.iterdir() if p.name.endswith(".tmp")]
     vectors = report_vectors.matrix(eng.index).vectors
     assert vectors.shape == (52, embedder.dim) and np.isfinite(vectors).all()
+
+
+def test_a_damaged_vector_file_does_not_stop_searches(with_news, embedder):
+    (with_news / report_vectors.FILE).write_bytes(b"not a numpy archive")
+    with pytest.warns(UserWarning, match="cannot be read"):
+        assert _engine(with_news, embedder).search(PLACELESS)[0].doc_id == \
+            "002_e8d0747b3dfad330"
+
+
+def test_an_add_commits_even_where_the_second_encoder_cannot_load(with_news, embedder,
+                                                                 tmp_path):
+    eng = _engine(with_news, embedder)
+    report_vectors.encode_reports(eng.index, embedder)
+    _, stored = report_vectors._read(with_news / report_vectors.FILE)
+    report_vectors._write(with_news / report_vectors.FILE, "packaged:no-such-model", stored)
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "note.txt").write_text(report("缙云烧饼产业"), "utf-8")
+    with pytest.warns(UserWarning, match="report vectors not updated"):
+        change, _ = eng.add([tmp_path / "more"])
+    assert change.added
+    assert _engine(with_news, embedder, report_vectors=False).search("缙云烧饼产业")[0].doc_id \
+        == change.added[0]

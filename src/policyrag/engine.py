@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from policyrag.config import Settings
 from policyrag.display import quoted
 from policyrag.index import lifecycle as idx
 from policyrag.index import report_vectors
-from policyrag.index.embedding import Embedder, load_embedder
+from policyrag.index.embedding import Embedder, EmbedderError, load_embedder
 from policyrag.index.progress import Bars
 from policyrag.ingest.documents import Document, RenamedReport, iter_documents
 from policyrag.ingest.readers import DuplicateReport, KeptStoredText, Notice, ReadError
@@ -147,9 +148,17 @@ class Engine:
         return report_vectors.encode_reports(self.index, embedder, self.progress, wait)
 
     def _refresh_reports(self, wait: float) -> None:
-        """After a write, an index that has report vectors gets them for its new reports."""
-        if (self.root / report_vectors.FILE).exists():
+        """After a write, an index that has report vectors gets them for its new reports. The
+        write itself has been committed: a second encoder that cannot load here (an index
+        copied to a machine without it) leaves the vectors as they were, with a warning."""
+        if not (self.root / report_vectors.FILE).exists():
+            return
+        try:
             self.encode_reports(None, wait)
+        except EmbedderError as exc:
+            warnings.warn(f"report vectors not updated ({exc}); the new reports are searched "
+                          "without them until `policyrag index encode-reports` runs",
+                          stacklevel=2)
 
     def remove(self, keys: list[str], wait: float = 0.0) -> idx.Change:
         change = idx.remove(self.root, keys, self.settings, wait)

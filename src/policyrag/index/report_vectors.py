@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +74,13 @@ def _write(path: Path, model: str, stored: dict[bytes, np.ndarray]) -> None:
     fsync_dir(path.parent)
 
 
+def _readable(path: Path) -> tuple[str, dict[bytes, np.ndarray]] | None:
+    try:
+        return _read(path)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+
+
 def encode_reports(index, embedder: Embedder, progress: bool = False,
                    wait: float = 0.0) -> Coverage:
     """Give every report-type passage of `index` a vector from `embedder`, reusing the stored
@@ -81,10 +90,9 @@ def encode_reports(index, embedder: Embedder, progress: bool = False,
     keys = [text_key(index.chunks[i].text) for i in rows]
     texts = {k: index.chunks[i].text for k, i in zip(keys, rows, strict=True)}
     stored: dict[bytes, np.ndarray] = {}
-    if path.exists():
-        model, old = _read(path)
-        if model == embedder.name:
-            stored = {k: v for k, v in old.items() if k in texts}
+    previous = _readable(path) if path.exists() else None  # a damaged file is replaced whole
+    if previous is not None and previous[0] == embedder.name:
+        stored = {k: v for k, v in previous[1].items() if k in texts}
     missing = [k for k in texts if k not in stored]
     if missing:
         vectors = embedder.encode([texts[k] for k in missing], "passage", progress=progress)
@@ -95,11 +103,13 @@ def encode_reports(index, embedder: Embedder, progress: bool = False,
 
 
 def coverage(index) -> Coverage | None:
-    """What the stored vectors cover of the index's report passages; None without a file."""
+    """What the stored vectors cover of the index's report passages; None without a readable
+    file."""
     path = index.root / FILE
-    if not path.exists():
+    found = _readable(path) if path.exists() else None
+    if found is None:
         return None
-    model, stored = _read(path)
+    model, stored = found
     rows = report_rows(index)
     covered = sum(text_key(index.chunks[i].text) in stored for i in rows)
     return Coverage(model, len(rows), covered)
@@ -115,7 +125,14 @@ def matrix(index) -> ReportMatrix | None:
     cached = getattr(index, "_report_matrix", None)
     if cached is not None and cached[0] == stamp:
         return cached[1]
-    model, stored = _read(path)
+    try:
+        model, stored = _read(path)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        # Only a ranking aid: a damaged file must not stop searches (encode-reports rewrites it).
+        warnings.warn(f"report vectors skipped: {path} cannot be read ({exc}); "
+                      "policyrag index encode-reports writes it again", stacklevel=2)
+        index._report_matrix = (stamp, None)
+        return None
     rows = report_rows(index)
     found = [(i, stored.get(text_key(index.chunks[i].text))) for i in rows]
     kept = [(i, v) for i, v in found if v is not None]
@@ -135,8 +152,6 @@ def query_encoder(model: str) -> Embedder | None:
         try:
             _ENCODERS[model] = load_embedder(model)
         except (EmbedderError, OSError) as exc:
-            import warnings
-
             warnings.warn(f"report vectors skipped: their encoder {model!r} does not load "
                           f"({exc})", stacklevel=2)
             _ENCODERS[model] = None

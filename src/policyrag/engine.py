@@ -142,8 +142,8 @@ class Engine:
                        ) -> report_vectors.Coverage:
         """Give the index's report passages vectors from a second encoder (by default the one
         they already have, else EmbeddingGemma); only passages without one are embedded."""
-        stored = report_vectors.coverage(self.index)
-        name = encoder or (stored.model if stored else report_vectors.DEFAULT_ENCODER)
+        name = (encoder or report_vectors.stored_model(self.root)
+                or report_vectors.DEFAULT_ENCODER)
         embedder = load_embedder(name)
         return report_vectors.encode_reports(self.index, embedder, self.progress, wait)
 

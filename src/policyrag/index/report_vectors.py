@@ -55,11 +55,38 @@ def report_rows(index) -> np.ndarray:
     return np.flatnonzero(index.view().from_reports(np.arange(len(index.chunks))))
 
 
+def _report_keys(index) -> tuple[np.ndarray, list[bytes]]:
+    """The index's report rows and the text key of each."""
+    rows = report_rows(index)
+    return rows, [text_key(index.chunks[i].text) for i in rows]
+
+
 def _read(path: Path) -> tuple[str, dict[bytes, np.ndarray]]:
     with np.load(path) as data:
         model = str(data["model"])
         keys = [bytes(k) for k in data["keys"]]
         return model, dict(zip(keys, data["vectors"], strict=True))
+
+
+# What a damaged or foreign file raises when read.
+_UNREADABLE = (OSError, ValueError, KeyError, zipfile.BadZipFile)
+
+
+def _readable(path: Path) -> tuple[str, dict[bytes, np.ndarray]] | None:
+    try:
+        return _read(path)
+    except _UNREADABLE:
+        return None
+
+
+def stored_model(root: Path) -> str | None:
+    """The encoder the index's report vectors were made with (read without the vectors),
+    or None without a readable file."""
+    try:
+        with np.load(root / FILE) as data:
+            return str(data["model"])
+    except _UNREADABLE:
+        return None
 
 
 def _write(path: Path, model: str, stored: dict[bytes, np.ndarray]) -> None:
@@ -74,23 +101,16 @@ def _write(path: Path, model: str, stored: dict[bytes, np.ndarray]) -> None:
     fsync_dir(path.parent)
 
 
-def _readable(path: Path) -> tuple[str, dict[bytes, np.ndarray]] | None:
-    try:
-        return _read(path)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-        return None
-
-
 def encode_reports(index, embedder: Embedder, progress: bool = False,
                    wait: float = 0.0) -> Coverage:
     """Give every report-type passage of `index` a vector from `embedder`, reusing the stored
-    ones; another encoder's file is replaced. Holds the index's writer lock while it writes."""
+    ones; another encoder's file, or a damaged one, is replaced whole. Holds the index's writer
+    lock while it writes."""
     path = index.root / FILE
-    rows = report_rows(index)
-    keys = [text_key(index.chunks[i].text) for i in rows]
+    rows, keys = _report_keys(index)
     texts = {k: index.chunks[i].text for k, i in zip(keys, rows, strict=True)}
     stored: dict[bytes, np.ndarray] = {}
-    previous = _readable(path) if path.exists() else None  # a damaged file is replaced whole
+    previous = _readable(path) if path.exists() else None
     if previous is not None and previous[0] == embedder.name:
         stored = {k: v for k, v in previous[1].items() if k in texts}
     missing = [k for k in texts if k not in stored]
@@ -110,9 +130,8 @@ def coverage(index) -> Coverage | None:
     if found is None:
         return None
     model, stored = found
-    rows = report_rows(index)
-    covered = sum(text_key(index.chunks[i].text) in stored for i in rows)
-    return Coverage(model, len(rows), covered)
+    rows, keys = _report_keys(index)
+    return Coverage(model, len(rows), sum(k in stored for k in keys))
 
 
 def matrix(index) -> ReportMatrix | None:
@@ -125,17 +144,16 @@ def matrix(index) -> ReportMatrix | None:
     cached = getattr(index, "_report_matrix", None)
     if cached is not None and cached[0] == stamp:
         return cached[1]
-    try:
-        model, stored = _read(path)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+    found = _readable(path)
+    if found is None:
         # Only a ranking aid: a damaged file must not stop searches (encode-reports rewrites it).
-        warnings.warn(f"report vectors skipped: {path} cannot be read ({exc}); "
+        warnings.warn(f"report vectors skipped: {path} cannot be read; "
                       "policyrag index encode-reports writes it again", stacklevel=2)
         index._report_matrix = (stamp, None)
         return None
-    rows = report_rows(index)
-    found = [(i, stored.get(text_key(index.chunks[i].text))) for i in rows]
-    kept = [(i, v) for i, v in found if v is not None]
+    model, stored = found
+    rows, keys = _report_keys(index)
+    kept = [(i, stored[k]) for i, k in zip(rows, keys, strict=True) if k in stored]
     vectors = np.array([v for _, v in kept], np.float32) if kept else np.zeros((0, 1), np.float32)
     result = ReportMatrix(model, np.array([i for i, _ in kept], np.int64), vectors)
     index._report_matrix = (stamp, result)

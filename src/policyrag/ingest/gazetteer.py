@@ -11,7 +11,7 @@ import csv
 import io
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib.metadata import distribution
 from pathlib import Path
 
@@ -164,7 +164,7 @@ _ZONE_EN = (r"[\s-]+(?:economic[\s-]+(?:and[\s-]+)?technolog(?:ical|y)[\s-]+|eco
             r"(?:development[\s-]+zone|development[\s-]+area|zone|etdz)\b")
 
 
-@lru_cache(maxsize=256)
+@cache  # every search asks for each indexed place: hundreds at scale
 def english_zone(zone: str) -> re.Pattern[str] | None:
     """The English forms of a development zone's name (丽水经开区: Lishui Development Zone …),
     or None when `zone` is no zone."""

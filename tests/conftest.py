@@ -31,6 +31,16 @@ def seeds_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def seed_documents(seeds_dir) -> list:
+    """The seeds as read and cleaned for indexing, once per session."""
+    from policyrag.ingest.documents import load_documents
+
+    docs, errors = load_documents([seeds_dir])
+    assert not errors
+    return docs
+
+
+@pytest.fixture(scope="session")
 def seed_copy(tmp_path_factory) -> Path:
     """A private copy of the seeds that tests may read but not change."""
     dest = tmp_path_factory.mktemp("seeds")

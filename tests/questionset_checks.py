@@ -13,7 +13,7 @@ from pathlib import Path
 from policyrag.config import Settings
 from policyrag.evaluation import load_questions, normalise, relevant_counts
 from policyrag.ingest.chunking import chunk_text
-from policyrag.ingest.documents import Document, load_documents
+from policyrag.ingest.documents import Document
 
 DATA = Path(__file__).resolve().parent / "data"
 FIELDS = ("id", "q", "doc", "spans", "lang", "kind", "place")
@@ -27,12 +27,6 @@ def rows(path: Path) -> list[dict]:
 def write_rows(path: Path, items: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in items), "utf-8")
     return path
-
-
-def seed_docs(seeds_dir: Path) -> list[Document]:
-    loaded, errors = load_documents([seeds_dir])
-    assert not errors
-    return loaded
 
 
 def unanswerable(path: Path, docs: list[Document]) -> list[str]:

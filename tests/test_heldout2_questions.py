@@ -10,15 +10,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-import pytest
-
 from tests.devset_checker import checker
 from tests.questionset_checks import (
     DATA,
     field_problems,
     reused,
     rows,
-    seed_docs,
     unanswerable,
     write_rows,
 )
@@ -27,26 +24,21 @@ HELDOUT2 = DATA / "heldout2_questions.jsonl"
 EARLIER = (DATA / "dev_questions.jsonl", DATA / "heldout_questions.jsonl")
 
 
-@pytest.fixture(scope="module")
-def docs(seeds_dir):
-    return seed_docs(seeds_dir)
-
-
 def test_every_span_occurs_in_its_report_and_labels_match_the_text(seeds_dir):
     result = checker.check(HELDOUT2, seeds_dir)
     assert result.errors == []
     assert result.n == 60
 
 
-def test_every_question_can_be_hit_by_a_chunk_of_its_report(docs):
-    assert unanswerable(HELDOUT2, docs) == []
+def test_every_question_can_be_hit_by_a_chunk_of_its_report(seed_documents):
+    assert unanswerable(HELDOUT2, seed_documents) == []
 
 
-def test_a_span_from_another_report_is_caught(tmp_path, seeds_dir, docs):
+def test_a_span_from_another_report_is_caught(tmp_path, seeds_dir, seed_documents):
     items = rows(HELDOUT2)
     items[0]["spans"] = ["五城五高地"]  # Wenzhou's phrase, put on a Liandu question
     bad = write_rows(tmp_path / "bad.jsonl", items)
-    assert unanswerable(bad, docs) == [items[0]["id"]]
+    assert unanswerable(bad, seed_documents) == [items[0]["id"]]
     assert any(e.startswith(f"{items[0]['id']}: span") for e in checker.check(bad, seeds_dir).errors)
 
 

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-import pytest
-
 from tests.devset_checker import checker
 from tests.questionset_checks import (
     DATA,
     field_problems,
     reused,
     rows,
-    seed_docs,
     unanswerable,
     write_rows,
 )
@@ -26,11 +23,6 @@ from tests.questionset_checks import (
 HELDOUT3 = DATA / "heldout3_questions.jsonl"
 EARLIER = (DATA / "dev_questions.jsonl", DATA / "heldout_questions.jsonl",
            DATA / "heldout2_questions.jsonl")
-
-
-@pytest.fixture(scope="module")
-def docs(seeds_dir):
-    return seed_docs(seeds_dir)
 
 
 def test_every_span_occurs_in_its_report_and_labels_match_the_text(seeds_dir):
@@ -41,8 +33,8 @@ def test_every_span_occurs_in_its_report_and_labels_match_the_text(seeds_dir):
     assert result.n == 60
 
 
-def test_every_question_can_be_hit_by_a_chunk_of_its_report(docs):
-    assert unanswerable(HELDOUT3, docs) == []
+def test_every_question_can_be_hit_by_a_chunk_of_its_report(seed_documents):
+    assert unanswerable(HELDOUT3, seed_documents) == []
 
 
 def test_every_question_has_all_fields_and_short_spans():

@@ -18,6 +18,19 @@ def test_quoted_slogans_become_whole_tokens():
     assert {"双招双引", "七优享"} <= set(tokenize(text, lexicon))
 
 
+def test_a_slogan_token_is_followed_by_its_words():
+    # At scale the collection's quoted phrases run up to 8 characters; kept only whole, a
+    # report's "有为政府" would share no token with a question about 政府 and 市场.
+    lexicon = ("有为政府", "有效市场", "全面建成小康社会")
+    tokens = tokenize("让有为政府与有效市场紧密结合,全面建成小康社会", lexicon)
+    assert {"有为政府", "有效市场", "全面建成小康社会"} <= set(tokens)
+    assert {"政府", "市场", "小康社会"} <= set(tokens)
+    bm25 = BM25([tokens, tokenize("政府工作报告审议通过", lexicon),
+                 tokenize("市场监管部门开展检查", lexicon)])
+    scores = bm25.scores(tokenize("政府与市场应当是什么关系", lexicon))
+    assert scores.argmax() == 0
+
+
 def test_place_names_stay_whole_in_either_script():
     simplified = tokenize("路桥区深化改革，莲都区推进共同富裕")
     assert {"路桥区", "莲都区", "共同富裕"} <= set(simplified)

@@ -17,6 +17,7 @@ from policyrag.config import Settings
 from policyrag.engine import Engine
 from policyrag.index import lifecycle as idx
 from policyrag.index import store
+from policyrag.index.segments import lexicon_digest
 from policyrag.ingest.documents import load_documents
 from policyrag.search.retrieval import Searcher
 from tests.conftest import report
@@ -212,6 +213,28 @@ def test_compact_merges_into_what_a_fresh_build_is(index_copy, seed_copy, tmp_pa
     # A second compaction has nothing to do.
     assert main(["index", "compact", "--index", str(index_copy)]) == 0
     assert "(index not rewritten)" in capsys.readouterr().out
+
+
+def test_compact_cuts_again_what_an_older_tokenizer_cut(index_copy, capsys):
+    """An index written before `tokenize` last changed still searches; `index info` says so,
+    and a compaction cuts its BM25 tokens as a fresh build would."""
+    data = manifest(index_copy)
+    old = lexicon_digest(data["lexicon"], version=1)
+    for seg in data["segments"]:
+        seg["lexicon"] = old
+    path = store.current_generation(index_copy) / "manifest.json"
+    path.write_text(json.dumps(data), "utf-8")
+    chunks = sum(s["chunks"] for s in data["segments"])
+
+    assert main(["index", "info", "--index", str(index_copy)]) == 0
+    assert (f"{chunks} passages keep BM25 tokens cut by an older policyrag; "
+            "policyrag index compact cuts them again") in capsys.readouterr().out
+    assert main(["index", "compact", "--index", str(index_copy)]) == 0
+    assert f"{chunks} rows re-tokenised" in capsys.readouterr().out
+    assert [s["lexicon"] for s in manifest(index_copy)["segments"]] == [
+        lexicon_digest(data["lexicon"])]
+    assert main(["index", "info", "--index", str(index_copy)]) == 0
+    assert "older policyrag" not in capsys.readouterr().out
 
 
 def test_many_adds_compact_the_small_segments_automatically(index_copy, tmp_path, embedder):

@@ -216,6 +216,8 @@ def cmd_encode_reports(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from policyrag.index.segments import current_tokens
+
     info = _engine(args).info()
     if args.json:
         emit_json(info)
@@ -232,6 +234,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"segments   {len(segs)}" + (f" ({removed} removed reports still stored; "
                                             "policyrag index compact drops them)"
                                             if removed else ""))
+        if old := sum(s["chunks"] for s in segs if not current_tokens(s.get("lexicon", ""))):
+            print(f"lexical    {old} passages keep BM25 tokens cut by an older policyrag; "
+                  "policyrag index compact cuts them again")
     if rv := info["report_vectors"]:
         print(f"report vectors {rv['model']}: {rv['covered']} of {rv['report_chunks']} report "
               "passages" + ("" if rv["covered"] == rv["report_chunks"] else

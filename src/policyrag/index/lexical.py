@@ -2,6 +2,8 @@
 
 Place names and the reports' own quoted slogans (“双招双引”, “七优享”) are added to the
 segmenter's dictionary so that they stay whole tokens instead of being cut into common words.
+A slogan token is followed by the words it is made of, so that a report's “有为政府” still
+answers a question about 政府.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from policyrag.script import to_simplified
+
+# Bumped whenever `tokenize` cuts the same text differently: segments record it (through
+# segments.lexicon_digest), and a full compaction re-tokenises those written before.
+TOKENS_VERSION = 2  # 2: slogan tokens are followed by their parts
 
 _QUOTED = re.compile(r"[“\"「『]([\u4e00-\u9fff\d]{2,8})[”\"」』]")
 _TOKEN_OK = re.compile(r"[\u4e00-\u9fff\w]")
@@ -121,9 +127,30 @@ def _tokenizer(lexicon: tuple[str, ...]):
 
 
 def tokenize(text: str, lexicon: tuple[str, ...] = ()) -> list[str]:
-    tk = _tokenizer(lexicon)
-    tokens = (t.strip().lower() for t in tk.lcut(to_simplified(text), HMM=True))
+    """BM25 tokens of `text`. A slogan of `lexicon` is kept whole and followed by its parts:
+    mined from the collection, slogans run up to 8 characters (“全面建成小康社会”), and a
+    whole slogan alone would hide the words a question shares with it."""
+    tokens = _cut(text, lexicon)
+    if not lexicon:
+        return tokens
+    slogans = _slogan_set(lexicon)
+    return [part for t in tokens for part in ((t, *_parts(t)) if t in slogans else (t,))]
+
+
+def _cut(text: str, lexicon: tuple[str, ...]) -> list[str]:
+    tokens = (t.strip().lower() for t in _tokenizer(lexicon).lcut(to_simplified(text), HMM=True))
     return [t for t in tokens if t and _TOKEN_OK.search(t) and t not in STOPWORDS]
+
+
+@lru_cache(maxsize=8)
+def _slogan_set(lexicon: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(lexicon)
+
+
+@lru_cache(maxsize=65536)
+def _parts(slogan: str) -> tuple[str, ...]:
+    """The words the plain dictionary cuts a slogan into, the slogan itself left out."""
+    return tuple(t for t in _cut(slogan, ()) if t != slogan)
 
 
 class BM25:

@@ -35,7 +35,14 @@ from policyrag.index.embedding import Embedder, load_embedder
 from policyrag.index.lexical import BM25, slogans, tokenize
 from policyrag.index.progress import Bar, Bars, Quiet, bar, bars_for
 from policyrag.index.segments import FILES as SEGMENT_FILES
-from policyrag.index.segments import MIXED, Segment, lexicon_digest, matrix, merged_flat, to_merge
+from policyrag.index.segments import (
+    Segment,
+    lexicon_digest,
+    matrix,
+    merged_digest,
+    merged_flat,
+    to_merge,
+)
 from policyrag.index.segments import write as write_segment
 from policyrag.ingest.chunking import Chunk, chunk_text
 from policyrag.ingest.documents import Document, distinct_id
@@ -106,8 +113,9 @@ class Manifest:
     def segment_list(self, gen: str) -> list[Segment]:
         """The segments of the index whose manifest lies in generation `gen`."""
         if self.format_version < 2:
-            return [Segment(gen, self.documents, self.chunks, lexicon=lexicon_digest(self.lexicon),
-                            checksums=dict(self.checksums), sizes=dict(self.sizes))]
+            # Indexes of this format were all tokenised by version 1 of `tokenize`.
+            return [Segment(gen, self.documents, self.chunks,
+                            lexicon=lexicon_digest(self.lexicon, version=1), checksums=dict(self.checksums), sizes=dict(self.sizes))]
         return [Segment.from_dict(s) for s in self.segments]
 
 
@@ -1042,8 +1050,7 @@ def _compact(root: Path, settings: Settings, names: list[str] | None) -> Compact
     digests = {s.lexicon for s in chosen}
     batch = Batch(docs, chunks, np.concatenate(arrays) if arrays else
                   np.zeros((0, live.manifest.dim), np.float32), tokens,
-                  digest if full or digests == {digest} else
-                  (digests.pop() if len(digests) == 1 else MIXED))
+                  digest if full else merged_digest(digests))
     first = next((i for i, s in enumerate(live.segments) if s in chosen), 0)
     segs: list[Segment | None] = [s for s in live.segments if s not in chosen]
     segs.insert(min(first, len(segs)), None)

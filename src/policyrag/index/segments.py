@@ -26,11 +26,15 @@ import numpy as np
 from policyrag.config import Settings
 from policyrag.index import ann, store
 from policyrag.index.checksum import file_checksum
+from policyrag.index.lexical import TOKENS_VERSION
 from policyrag.ingest.chunking import Chunk
 from policyrag.ingest.documents import Document
 
 FILES = ("vectors.faiss", "chunks.jsonl", "documents.jsonl")
-MIXED = "mixed"  # the lexicon digest of a segment merged from segments with different ones
+# The lexicon digest of a segment merged from segments with different ones: MIXED when all
+# were tokenised by this version of `tokenize`, OLD_MIXED when some were not.
+MIXED = f"t{TOKENS_VERSION}-mixed"
+OLD_MIXED = "mixed"
 
 
 @dataclass
@@ -67,8 +71,22 @@ class Segment:
         return fname if self.name == live else f"{self.name}/{fname}"
 
 
-def lexicon_digest(lexicon: list[str] | tuple[str, ...]) -> str:
-    return hashlib.sha1("\n".join(lexicon).encode()).hexdigest()[:16]
+def lexicon_digest(lexicon: list[str] | tuple[str, ...], version: int = TOKENS_VERSION) -> str:
+    """Names the lexicon and the version of `tokenize` a segment's BM25 tokens come from
+    (version 1 wrote the bare hash)."""
+    digest = hashlib.sha1("\n".join(lexicon).encode()).hexdigest()[:16]
+    return digest if version == 1 else f"t{version}-{digest}"
+
+
+def current_tokens(digest: str) -> bool:
+    """Whether a segment's BM25 tokens were cut by this version of `tokenize`."""
+    return digest.startswith(f"t{TOKENS_VERSION}-")
+
+
+def merged_digest(digests: set[str]) -> str:
+    if len(digests) == 1:
+        return next(iter(digests))
+    return MIXED if all(current_tokens(d) for d in digests) else OLD_MIXED
 
 
 def write(folder: Path, name: str, dim: int, docs: list[Document], chunks: list[Chunk],

@@ -8,7 +8,8 @@ at scale (the seeds plus every text of the haystack: `../shared/corpus/distracto
 by default), per retrieval mode, language, kind and whether the question names its place; then
 warm latency at scale: `search` p50/p95, extractive `ask` p50/p95, and the by-locality
 comparison with no filter. The at-scale index is built once (about 10 minutes on 2 cores for
-the default haystack) and reused while it exists.
+the default haystack) and reused while it exists; if its BM25 tokens were cut by an older
+policyrag, it is compacted first (about a minute), so that the figures are those of this code.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from policyrag.evaluation import (  # noqa: E402
     format_side_by_side,
     load_questions,
 )
+from policyrag.index.segments import current_tokens  # noqa: E402
 from policyrag.search.retrieval import MODES  # noqa: E402
 
 DEV = ROOT / "tests" / "data" / "dev_questions.jsonl"
@@ -70,6 +72,10 @@ def main() -> int:
             ap.error(f"no haystack at {args.haystack}; give --haystack FILE.jsonl.gz")
         figures["build_s"] = round(build(args.index, [seeds, args.haystack]), 1)
     scale = Engine(args.index)
+    if any(not current_tokens(s.get("lexicon", "")) for s in scale.index.manifest.segments):
+        print(f"{args.index}: BM25 tokens from an older policyrag; compacting first", flush=True)
+        scale.compact()
+        scale = Engine(args.index)
     with tempfile.TemporaryDirectory() as tmp:
         small = Engine(Path(tmp) / "seeds")
         small.build([seeds])

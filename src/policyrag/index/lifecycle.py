@@ -115,7 +115,8 @@ class Manifest:
         if self.format_version < 2:
             # Indexes of this format were all tokenised by version 1 of `tokenize`.
             return [Segment(gen, self.documents, self.chunks,
-                            lexicon=lexicon_digest(self.lexicon, version=1), checksums=dict(self.checksums), sizes=dict(self.sizes))]
+                            lexicon=lexicon_digest(self.lexicon, version=1),
+                            checksums=dict(self.checksums), sizes=dict(self.sizes))]
         return [Segment.from_dict(s) for s in self.segments]
 
 

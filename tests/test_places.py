@@ -208,6 +208,9 @@ def test_by_locality_lists_only_localities_whose_reports_answer(engine):
      {"莲都区", "路桥区", "丽水经开区"}),
     ("What does the mayor want the city to do about investment?", "cities", {"丽水市", "温州市"}),
     ("市里在文化和旅游方面有什么打算?", "cities", {"丽水市", "温州市"}),
+    # The pointer after a leading phrase, in either script.
+    ("在法治和民主方面,區裡打算怎麼做?", "districts and zones", {"莲都区", "路桥区", "丽水经开区"}),
+    ("在双循环格局中,市里要当好什么角色?", "cities", {"丽水市", "温州市"}),
     ("How will the zone keep track of new risks as it develops?", "development zones",
      {"丽水经开区"}),
 ])
@@ -216,6 +219,15 @@ def test_a_question_asking_which_kind_of_place_searches_those_reports(engine, qu
     plan = engine.searcher().plan(question)
     assert plan.asked_kind == kind and kind in plan.notice
     assert _localities(engine.search(question, 10)) <= allowed
+
+
+@pytest.mark.parametrize("question", ["社区里的养老服务怎么改善?", "城市里的老旧小区怎样改造?",
+                                      "为全省大局多作贡献指的是什么?"])
+def test_words_that_only_contain_a_pointer_ask_about_no_level(engine, question):
+    """社区里 is "in the community", not 区里 ("the district"); 全省 after the start speaks of
+    the level above the one that says it."""
+    plan = engine.searcher().plan(question)
+    assert plan.asked_kind is None and plan.filters.is_empty()
 
 
 def test_a_question_about_a_plenary_session_searches_the_communiques(engine):

@@ -336,6 +336,11 @@ class IndexView:
         return PlacePlan(asked, [], missing, suggestions, kind, plenum)
 
 
+# 区里 is "the district" anywhere in a question ("在法治和民主方面,区里打算怎么做?"), but not in
+# 社区里, 园区里, 景区里 and the like; 全区 / 全市 only at the start, since "为全省大局作贡献" speaks
+# of the level above.
+_AREA_WORDS = "社园小城景校辖山郊新老矿厂营片专学开高湾"
+
 # “Which district / zone / locality …”: the levels of government such a question is about.
 ASKED = {"districts and counties": ("county",), "development zones": ("zone",),
          "districts and zones": ("county", "zone"),
@@ -349,17 +354,16 @@ _ASKED_PATTERNS = [
                                      r"which (?:(?:development|economic|industrial|high-tech) )?"
                                      r"(?:zone|park)|\bthe (?:(?:development|economic) )?zone\b",
                                      re.I)),
-    ("districts and counties", re.compile(r"哪[个些](?:区县|县区|区|县)|^(?:县里|全县)|"
+    ("districts and counties", re.compile(r"哪[个些](?:区县|县区|区|县)|^全县|(?<!郡)县里|"
                                           r"(?:该|这个|本)县|which (?:district|county)|"
                                           r"\bthe county\b", re.I)),
     # A development zone's own report calls it 全区 / 该区 too.
-    ("districts and zones", re.compile(r"^(?:区里|全区)|(?:该|这个|本)区(?![域划])|"
+    ("districts and zones", re.compile(rf"^全区|(?<![{_AREA_WORDS}])区里|(?:该|这个|本)区(?![域划])|"
                                        r"\bthe district\b", re.I)),
-    ("cities", re.compile(r"哪[个些](?:城市|市)|^(?:市里|全市)|(?:该|这个|本)市(?!场)|市委书记|"
-                          r"市长|which city|\bthe city\b|\bthe mayor\b|\bcity party secretary\b",
-                          re.I)),
-    ("provinces", re.compile(r"哪[个些]省|^(?:省里|全省)|which province|\bthe province\b",
-                             re.I)),
+    ("cities", re.compile(r"哪[个些](?:城市|市)|^全市|(?<![城都超夜股楼门集])市里|(?:该|这个|本)市(?!场)|"
+                          r"市委书记|市长|which city|\bthe city\b|\bthe mayor\b|"
+                          r"\bcity party secretary\b", re.I)),
+    ("provinces", re.compile(r"哪[个些]省|^全省|省里|which province|\bthe province\b", re.I)),
     ("local governments", re.compile(r"哪[个些](?:地方|地区)|哪里|"
                                      r"which (?:locality|localities|local|place|region)|"
                                      r"^where\b", re.I)),

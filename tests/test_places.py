@@ -222,7 +222,7 @@ def test_a_question_asking_which_kind_of_place_searches_those_reports(engine, qu
 
 
 @pytest.mark.parametrize("question", ["社区里的养老服务怎么改善?", "城市里的老旧小区怎样改造?",
-                                      "为全省大局多作贡献指的是什么?"])
+                                      "市区里的交通怎样改善?", "为全省大局多作贡献指的是什么?"])
 def test_words_that_only_contain_a_pointer_ask_about_no_level(engine, question):
     """社区里 is "in the community", not 区里 ("the district"); 全省 after the start speaks of
     the level above the one that says it."""

@@ -337,9 +337,9 @@ class IndexView:
 
 
 # 区里 is "the district" anywhere in a question ("在法治和民主方面,区里打算怎么做?"), but not in
-# 社区里, 园区里, 景区里 and the like; 全区 / 全市 only at the start, since "为全省大局作贡献" speaks
+# 社区里, 园区里, 开发区里, 市区里 and the like; 全区 / 全市 only at the start, since "为全省大局作贡献" speaks
 # of the level above.
-_AREA_WORDS = "社园小城景校辖山郊新老矿厂营片专学开高湾"
+_AREA_WORDS = "社园小城市街景校辖山郊新老矿厂营片专学开发高湾灾牧"
 
 # “Which district / zone / locality …”: the levels of government such a question is about.
 ASKED = {"districts and counties": ("county",), "development zones": ("zone",),

@@ -229,6 +229,9 @@ def test_compact_cuts_again_what_an_older_tokenizer_cut(index_copy, capsys):
     assert main(["index", "info", "--index", str(index_copy)]) == 0
     assert (f"{chunks} passages keep BM25 tokens cut by an older policyrag; "
             "policyrag index compact cuts them again") in capsys.readouterr().out
+    assert main(["search", "招商引资", "--retrieval", "lexical", "--json",
+                 "--index", str(index_copy)]) == 0
+    assert json.loads(capsys.readouterr().out)["hits"]
     assert main(["index", "compact", "--index", str(index_copy)]) == 0
     assert f"{chunks} rows re-tokenised" in capsys.readouterr().out
     assert [s["lexicon"] for s in manifest(index_copy)["segments"]] == [

@@ -27,8 +27,9 @@ def add_filter_args(p: argparse.ArgumentParser) -> None:
                    metavar="TYPE", help="only these kinds of document: "
                    f"{', '.join(DOC_TYPES)} (default: all; ask --by-locality: the reports)")
     p.add_argument("--all-places", action="store_true",
-                   help="do not narrow the search to a place the question names "
-                        "(“路桥如何…” searches only Luqiao's reports unless this is given)")
+                   help="do not narrow the search to a place, kind of place or report year "
+                        "the question names (“路桥如何…” searches only Luqiao's reports, "
+                        "“2019年政府工作报告…” only reports dated 2019, unless this is given)")
     p.add_argument("--retrieval", choices=MODES, default=None,
                    help="dense, lexical (BM25) or hybrid (default: fusion of both)")
 

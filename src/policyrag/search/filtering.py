@@ -142,7 +142,15 @@ class PlacePlan:
     missing: list[str] = field(default_factory=list)   # named, but no report of them indexed
     suggestions: list[str] = field(default_factory=list)
     asked_kind: str | None = None  # “哪个区…”: the kind of place the question asks about
-    plenum: bool = False  # “全会…”: the question is about a plenary session's communiqué
+    # The document type the question asks about: "communique" for “全会…” (a plenary session),
+    # "work_report" for “政府工作报告…”.
+    asked_type: str | None = None
+    year: str | None = None  # “2019年政府工作报告…”: the year of the report asked about
+    year_missing: str | None = None  # such a year, but no report of it is indexed
+
+    @property
+    def plenum(self) -> bool:
+        return self.asked_type == "communique"
 
     @property
     def notice(self) -> str | None:
@@ -156,6 +164,15 @@ class PlacePlan:
         if self.plenum:
             parts.append("searching only meeting communiqués (the question asks about a plenary "
                          "session; --all-places to search everything)")
+        if self.asked_type == "work_report":
+            parts.append("searching only government work reports (the question asks about one; "
+                         "--all-places to search everything)")
+        if self.year:
+            parts.append(f"searching only reports dated {self.year} (the question asks about a "
+                         "report of that year; --all-places to search everything)")
+        if self.year_missing:
+            parts.append(f"no report dated {self.year_missing} is indexed, so all dates were "
+                         "searched")
         if self.missing:
             near = f"; nearest known: {', '.join(self.suggestions)}" if self.suggestions else ""
             parts.append(f"no report of {', '.join(self.missing)} is indexed, so all reports "
@@ -314,26 +331,43 @@ class IndexView:
         return found, [m for m in dict.fromkeys(missing) if m not in found]
 
     def plan(self, question: str, filters: Filters | None, auto: bool = True) -> PlacePlan:
+        """How the question's own words narrow the search: the places it names or asks about,
+        and the year of the report it asks about; none of it when `auto` is off (the user's
+        --all-places) or the user chose those filters."""
         base = filters or Filters()
+        plan = self._place_plan(question, base, auto)
+        year = asked_year(question) if auto and not (base.date_from or base.date_to) else None
+        if year is None:
+            return plan
+        dated = replace(plan.filters, date_from=year, date_to=year)
+        if self.doc_mask(dated).any():
+            return replace(plan, filters=dated, year=year)
+        return replace(plan, year_missing=year)
+
+    def _place_plan(self, question: str, base: Filters, auto: bool) -> PlacePlan:
         if not auto or base.localities or base.doc_ids or base.levels:
             return PlacePlan(base)
         named, missing = self.places_in(question)
         suggestions = nearest(missing[0], sorted(self.known_places)) if missing else []
+        doc_type = None if base.doc_types else asked_doc_type(question)
         if named:
             narrowed = replace(base, localities=named)
+            typed = replace(narrowed, doc_types=[doc_type]) if doc_type else narrowed
+            if doc_type and self.doc_mask(typed).any():
+                return PlacePlan(typed, named, missing, suggestions, asked_type=doc_type)
             return PlacePlan(narrowed, named, missing, suggestions)
-        kind, plenum = asked_kind(question), asks_plenum(question) and not base.doc_types
-        if kind is None and not plenum:
+        kind = asked_kind(question)
+        if kind is None and doc_type is None:
             return PlacePlan(base, [], missing, suggestions)
         # Which government said or plans something is told by its own reports, not by news
         # of it, unless the user chose the types; what a plenary session said, by its
-        # communiqué.
+        # communiqué; what a government work report says, by the report.
         asked = replace(base, levels=list(ASKED[kind]) if kind else None,
-                        doc_types=["communique"] if plenum else
+                        doc_types=[doc_type] if doc_type else
                         base.doc_types or list(REPORT_TYPES))
         if not self.doc_mask(asked).any():
             return PlacePlan(base, [], missing, suggestions)
-        return PlacePlan(asked, [], missing, suggestions, kind, plenum)
+        return PlacePlan(asked, [], missing, suggestions, kind, doc_type)
 
 
 # 区里 is "the district" anywhere in a question ("在法治和民主方面,区里打算怎么做?"), but not in
@@ -373,9 +407,36 @@ _ASKED_PATTERNS = [
 _PLENUM = re.compile(r"全会|全体(?:（扩大）|\(扩大\))?会议|\bplenary\b|\bplenum\b", re.I)
 
 
+_WORK_REPORT = re.compile(r"政府工作报告|\bgovernment work reports?\b", re.I)
+
+
 def asks_plenum(question: str) -> bool:
     """The question is about what a plenary session (全会) said."""
     return bool(_PLENUM.search(to_simplified(question)))
+
+
+def asked_doc_type(question: str) -> str | None:
+    """The document type a question asks about by name: a plenary session's communiqué, or a
+    government work report (a party committee's 工作报告 at a plenum is neither)."""
+    if asks_plenum(question):
+        return "communique"
+    return "work_report" if _WORK_REPORT.search(to_simplified(question)) else None
+
+
+# A year that dates the report asked about (“2019年政府工作报告”, “2024年区委全会”, "the 2015
+# government work report"), not one the report speaks of (“2025年的各项指标”, "the 2035 goals").
+_REPORT_WORDS_ZH = r"(?:政府工作报告|工作报告|报告|全会|全体(?:（扩大）|\(扩大\))?会议|会议|公报|讲话)"
+_YEAR_ZH = re.compile(rf"((?:19|20)\d\d)\s*年(?:度)?(?:召开的|发布的|的)?[\u4e00-\u9fff]{{0,6}}?"
+                      rf"{_REPORT_WORDS_ZH}")
+_REPORT_WORDS_EN = r"(?:work report|report|plenum|plenary|communiqu[eé]|meeting|speech)"
+_YEAR_EN = re.compile(rf"\b((?:19|20)\d\d)(?:'s)?\s+(?:[a-z-]+\s+){{0,3}}?{_REPORT_WORDS_EN}s?\b|"
+                      rf"\b{_REPORT_WORDS_EN}s?\s+(?:of|in|from|for)\s+((?:19|20)\d\d)\b", re.I)
+
+
+def asked_year(question: str) -> str | None:
+    """The year of the report a question asks about, if it names one."""
+    m = _YEAR_ZH.search(to_simplified(question)) or _YEAR_EN.search(question)
+    return next((g for g in m.groups() if g), None) if m else None
 
 
 def asked_kind(question: str) -> str | None:

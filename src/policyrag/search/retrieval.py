@@ -105,8 +105,9 @@ class Searcher:
 
     def plan(self, query: str, filters: Filters | None = None, places: bool = True
              ) -> PlacePlan:
-        """The filters a search will use: the user's, checked, narrowed to the places the
-        question names unless `places` is False or the user chose localities or reports."""
+        """The filters a search will use: the user's, checked, narrowed to the places and
+        the report year the question names unless `places` is False or the user chose those
+        filters (see `IndexView.plan`)."""
         view = self.index.view()
         try:
             if filters is not None:

@@ -275,3 +275,40 @@ def test_an_added_county_report_is_compared_and_found_by_its_locality(fresh_inde
     assert any("侨乡经济" in p.text for p in qingtian.points)
     assert _localities(eng.search("石雕", 5, Filters(localities=["Qingtian"]))) == {"青田县"}
     assert "青田县" in _localities(eng.search("石雕 侨乡", 20, Filters(localities=["丽水"])))
+
+
+@pytest.mark.parametrize("text, name, found", [
+    ("What does Zhejiang plan for private investment?", "浙江", True),
+    ("What does Zhejiang plan for private investment?", "吉安", False),  # zhe-JIAN-g
+    ("What did Nanjing's mayor say?", "安吉", False),                      # n-ANJI-ng
+    ("What did Nanjing's mayor say?", "南京", True),
+    ("How will Li Shui grow?", "丽水", True),
+    ("What did Xi'an plan?", "西安", True),
+    ("What did Lishui's party secretary ask?", "丽水", True),
+])
+def test_a_romanised_name_counts_only_as_whole_words(text, name, found):
+    from policyrag.ingest.gazetteer import spelled_in, spelled_words
+
+    assert spelled_in(name, spelled_words(text)) is found
+
+
+JIAN = ("中共吉安市委全体（扩大）会议召开\n"
+        "12月26日，中共吉安市委全体（扩大）会议召开。全会强调，要大力提振民间投资，"
+        "支持民营企业发展壮大。\n")
+
+
+def test_a_place_inside_another_name_is_not_searched(fresh_index, embedder, tmp_path):
+    """"Zhejiang" holds "jian", a spelling of 吉安: a question about Zhejiang must not also
+    search Ji'an's reports."""
+    from policyrag.engine import Engine
+
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "jian.txt").write_text(JIAN, "utf-8")
+    eng = Engine(fresh_index)
+    eng._embedder = embedder
+    eng.add([tmp_path / "new"])
+    assert eng.index.documents["jian"].locality == "吉安市"
+    plan = eng.searcher().plan("What does Zhejiang plan for private investment?")
+    assert plan.filters.localities == ["浙江省"]
+    assert "吉安市" not in _localities(eng.search("What does Zhejiang plan for private "
+                                                    "investment?", 10))

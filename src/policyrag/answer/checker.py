@@ -242,9 +242,9 @@ def _unsupported_numbers(body: str, cited: str) -> str | None:
 
 
 def _unsupported_places(body: str, cited: str, given: str, locality: str | None) -> str | None:
-    from policyrag.ingest.gazetteer import romanisations, same_place, short_name
+    from policyrag.ingest.gazetteer import same_place, short_name, spelled_in, spelled_words
 
-    spelled = re.sub(r"[^a-z]", "", given.lower())  # an English question names Luqiao
+    spelled = spelled_words(given)  # an English question names Luqiao
     for name in [*_place_names(given), *([locality] if locality else [])]:
         # A name cut short (桥区 for 路桥区) hides which place is meant.
         if len(name) >= 3 and name[1:] in body and name not in body \
@@ -253,7 +253,7 @@ def _unsupported_places(body: str, cited: str, given: str, locality: str | None)
     for surface in _place_names(body):
         if surface in cited or surface in given or (locality and same_place(surface, locality)):
             continue
-        if any(len(r) >= 4 and r in spelled for r in romanisations(short_name(surface))):
+        if spelled_in(short_name(surface), spelled):
             continue
         return surface
     return None

@@ -156,6 +156,21 @@ def romanisations(name: str) -> frozenset[str]:
     return frozenset("".join(p).lower() for p in islice(product(*readings), 64))
 
 
+def spelled_words(text: str) -> frozenset[str]:
+    """Each run of letters in `text`, alone and joined with the one or two after it: where a
+    romanised place name can stand (Lishui, Li Shui, Xi'an), and not inside another word
+    (jian in Zhejiang, anji in Nanjing)."""
+    words = re.findall(r"[a-z]+", text.lower())
+    return frozenset("".join(words[i:j]) for i in range(len(words))
+                     for j in range(i + 1, min(len(words), i + 3) + 1))
+
+
+def spelled_in(name: str, spelled: frozenset[str]) -> bool:
+    """Whether `spelled` (see `spelled_words`) holds a pinyin spelling of `name` of four
+    letters or more."""
+    return any(len(r) >= 4 and r in spelled for r in romanisations(name))
+
+
 # How English writes a development zone after its host's name: "Lishui Economic and
 # Technological Development Zone", "Lishui Economic-Technological Development Zone", "Lishui
 # ETDZ", "Lishui High-tech Zone", "Lishui Development Zone".

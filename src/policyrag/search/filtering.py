@@ -27,6 +27,8 @@ from policyrag.ingest.gazetteer import (
     romanisations,
     same_place,
     short_name,
+    spelled_in,
+    spelled_words,
 )
 from policyrag.script import to_simplified
 
@@ -322,11 +324,9 @@ class IndexView:
             if pattern is not None and pattern.search(rest):
                 found.append(name)
                 rest = pattern.sub(" ", rest)
-        lowered = re.sub(r"[^a-z]", "", rest.lower())
-        if len(lowered) >= 4:
-            for name in self.known_places:
-                if any(len(r) >= 4 and r in lowered for r in romanisations(short_name(name))):
-                    found.append(name)
+        spelled = spelled_words(rest)
+        if any(len(w) >= 4 for w in spelled):
+            found += [name for name in self.known_places if spelled_in(short_name(name), spelled)]
         found = _outermost_first(list(dict.fromkeys(found)))
         return found, [m for m in dict.fromkeys(missing) if m not in found]
 

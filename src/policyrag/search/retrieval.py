@@ -14,7 +14,7 @@ from policyrag.index import report_vectors
 from policyrag.index.embedding import Embedder
 from policyrag.index.lexical import glossary_terms, tokenize
 from policyrag.index.lifecycle import Index
-from policyrag.ingest.gazetteer import romanisations, short_name
+from policyrag.ingest.gazetteer import short_name, spelled_in, spelled_words
 from policyrag.script import is_english, to_simplified
 from policyrag.search.filtering import REPORT_TYPES, FilterError, Filters, PlacePlan
 
@@ -82,12 +82,11 @@ def prepare_query(query: str, index: Index) -> str:
     query = query[:MAX_QUERY_CHARS]
     # Romanised place names (Luqiao, Lishui) mean nothing to the Chinese text: add the
     # characters so both the model and BM25 see the place.
-    lowered = re.sub(r"[^a-z]", "", query.lower())
-    if len(lowered) < 4:  # no romanised name in it; spares loading pypinyin
+    spelled = spelled_words(query)
+    if not any(len(w) >= 4 for w in spelled):  # no romanised name in it; spares pypinyin
         return query
     extra = [short_name(loc) for loc in index.localities()
-             if short_name(loc) not in query
-             and any(len(r) >= 4 and r in lowered for r in romanisations(short_name(loc)))]
+             if short_name(loc) not in query and spelled_in(short_name(loc), spelled)]
     return query + (" " + " ".join(extra) if extra else "")
 
 

@@ -156,22 +156,22 @@ class PlacePlan:
 
     @property
     def notice(self) -> str | None:
-        parts = []
+        narrowed = []  # (what was searched, why)
         if self.named:
-            parts.append(f"searching only reports of {', '.join(self.named)} and the places "
-                         "under it (named in the question; --all-places to search everything)")
+            narrowed.append((f"reports of {', '.join(self.named)} and the places under it",
+                             "named in the question"))
         if self.asked_kind:
-            parts.append(f"searching only reports of {self.asked_kind} (the question asks about "
-                         "one; --all-places to search everything)")
+            narrowed.append((f"reports of {self.asked_kind}", "the question asks about one"))
         if self.plenum:
-            parts.append("searching only meeting communiqués (the question asks about a plenary "
-                         "session; --all-places to search everything)")
+            narrowed.append(("meeting communiqués",
+                             "the question asks about a plenary session"))
         if self.asked_type == "work_report":
-            parts.append("searching only government work reports (the question asks about one; "
-                         "--all-places to search everything)")
+            narrowed.append(("government work reports", "the question asks about one"))
         if self.year:
-            parts.append(f"searching only reports dated {self.year} (the question asks about a "
-                         "report of that year; --all-places to search everything)")
+            narrowed.append((f"reports dated {self.year}",
+                             "the question asks about a report of that year"))
+        parts = [f"searching only {what} ({why}; --all-places to search everything)"
+                 for what, why in narrowed]
         if self.year_missing:
             parts.append(f"no report dated {self.year_missing} is indexed, so all dates were "
                          "searched")

@@ -42,8 +42,16 @@ def test_the_document_type_asked_about(question, doc_type):
 
 WORK_REPORT = ("2023年青田县人民政府工作报告\n"
                "——2023年1月10日在青田县第十八届人民代表大会第三次会议上\n"
-               "县长 陈某\n各位代表：\n现在，我代表县人民政府向大会报告工作，请予审议。\n"
-               "今年政府工作的重点是：加快建设侨乡进口商品城，办好华侨进口商品博览会。\n")
+               "县长 陈某\n各位代表：\n现在，我代表县人民政府向大会报告2023年政府工作，请予审议。\n"
+               "一、2022年工作回顾\n过去一年，全县上下攻坚克难，经济社会发展取得新成效。"
+               "地区生产总值稳步增长，一般公共预算收入持续增加，城乡居民收入稳步提高。"
+               "重大项目加快推进，营商环境持续优化，民生实事全面完成。\n"
+               "这一年，我们坚持项目为王，新开工亿元以上项目二十个，完成固定资产投资一百亿元。"
+               "我们坚持改革创新，深化政务服务增值化改革，企业开办时间压缩到半天以内。\n"
+               "二、2023年工作任务\n今年政府工作的重点是：加快建设侨乡进口商品城，"
+               "办好华侨进口商品博览会，推动外贸稳中提质；新建学校三所、养老服务中心五家；"
+               "深化政务服务增值化改革，持续优化营商环境；加强生态环境保护，守好绿水青山。\n"
+               "做强石雕产业，培育石雕龙头企业。\n")
 
 
 def _report(year: int, work: str) -> str:
@@ -100,3 +108,15 @@ def test_a_named_work_report_searches_work_reports(two_years):
     assert {h.doc_id for h in two_years.search(question, 5)} == {"qingtian-work-2023"}
     # With no work report of the place, the place alone narrows the search.
     assert two_years.searcher().plan("莲都区政府工作报告提出了什么?").asked_type is None
+
+
+def test_the_words_that_became_filters_do_not_rank(two_years):
+    """Left in, “2023年…政府工作报告” ranks the report's title and opening first, the passage
+    that repeats them, over the one about what was asked."""
+    question = "青田县2023年政府工作报告对石雕产业有什么部署?"
+    plan = two_years.searcher().plan(question)
+    assert plan.query == "青田县 对石雕产业有什么部署?"
+    first = two_years.search(question, 1)[0]
+    assert first.doc_id == "qingtian-work-2023" and "做强石雕产业" in first.text
+    # Nothing else to rank by: the question is kept whole.
+    assert two_years.searcher().plan("2023年政府工作报告").query == "2023年政府工作报告"

@@ -553,20 +553,23 @@ class Answerer:
             raise AnswerError("-k must be at least 1")
         localities = index.localities()
         searcher = self.searcher()
-        # Validates; adds hanzi for romanised places and Chinese terms for English questions,
-        # so that sentences are scored on the words the reports use.
-        prepared = searcher.expand(question)
-        # “How does Luqiao …” is answered from Luqiao's reports (and those of places under it).
+        searcher.expand(question)  # validates the question as asked
+        # “How does Luqiao …” is answered from Luqiao's reports (and those of places under it);
+        # “2019年政府工作报告…” from that year's work reports, ranked by the rest of the question.
         plan = searcher.plan(question, filters, places)
+        asked = plan.query or question
+        # Adds hanzi for romanised places and Chinese terms for English questions, so that
+        # sentences are scored on the words the reports use.
+        prepared = searcher.expand(asked)
         kind = question_kind(question, localities)
         depth = max(3 * (k or DEFAULT_POINTS), 10)
         if by_locality:
-            groups = list(searcher.search_by_locality(question, depth, plan.filters,
+            groups = list(searcher.search_by_locality(asked, depth, plan.filters,
                                                       self.retrieval,
                                                       every=kind == "priorities").items())
         else:
-            groups = [(None, searcher.ranked(question, depth, plan.filters, self.retrieval))]
-        qvec = self.engine.embedder.encode([to_simplified(prepare_query(question, index))],
+            groups = [(None, searcher.ranked(asked, depth, plan.filters, self.retrieval))]
+        qvec = self.engine.embedder.encode([to_simplified(prepare_query(asked, index))],
                                            "query")[0]
         concepts = question_concepts(prepared, index.lexicon, localities)
         answer = Answer(question, EXTRACTIVE,

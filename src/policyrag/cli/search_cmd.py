@@ -59,7 +59,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         return _batch(engine, args, filters)
     searcher = engine.searcher()
     plan = searcher.plan(args.query, filters, not args.all_places)
-    hits = searcher.ranked(args.query, args.k, plan.filters, args.retrieval)
+    hits = searcher.ranked(plan.query or args.query, args.k, plan.filters, args.retrieval)
     empty = None if hits else why_empty(engine, plan.filters)
     if args.json:
         out: dict = {"query": args.query, "hits": [h.to_dict() for h in hits]}

@@ -149,6 +149,7 @@ class PlacePlan:
     asked_type: str | None = None
     year: str | None = None  # “2019年政府工作报告…”: the year of the report asked about
     year_missing: str | None = None  # such a year, but no report of it is indexed
+    query: str = ""  # what to rank by: the question less the words that became filters
 
     @property
     def plenum(self) -> bool:
@@ -337,12 +338,11 @@ class IndexView:
         base = filters or Filters()
         plan = self._place_plan(question, base, auto)
         year = asked_year(question) if auto and not (base.date_from or base.date_to) else None
-        if year is None:
-            return plan
-        dated = replace(plan.filters, date_from=year, date_to=year)
-        if self.doc_mask(dated).any():
-            return replace(plan, filters=dated, year=year)
-        return replace(plan, year_missing=year)
+        if year is not None:
+            dated = replace(plan.filters, date_from=year, date_to=year)
+            plan = (replace(plan, filters=dated, year=year) if self.doc_mask(dated).any()
+                    else replace(plan, year_missing=year))
+        return replace(plan, query=without_filter_words(question, plan))
 
     def _place_plan(self, question: str, base: Filters, auto: bool) -> PlacePlan:
         if not auto or base.localities or base.doc_ids or base.levels:
@@ -431,6 +431,24 @@ _YEAR_ZH = re.compile(rf"((?:19|20)\d\d)\s*年(?:度)?(?:召开的|发布的|的
 _REPORT_WORDS_EN = r"(?:work report|report|plenum|plenary|communiqu[eé]|meeting|speech)"
 _YEAR_EN = re.compile(rf"\b((?:19|20)\d\d)(?:'s)?\s+(?:[a-z-]+\s+){{0,3}}?{_REPORT_WORDS_EN}s?\b|"
                       rf"\b{_REPORT_WORDS_EN}s?\s+(?:of|in|from|for)\s+((?:19|20)\d\d)\b", re.I)
+
+
+_WORK_REPORT_WORDS = re.compile(r"政府工作[报報]告|\bgovernment work reports?\b", re.I)
+
+
+def without_filter_words(question: str, plan: PlacePlan) -> str:
+    """The question less the words its plan turned into filters: the report's year and
+    "government work report". Left in, they rank each report's title and opening first (the
+    passages that repeat them), over the passages about what was asked."""
+    if not (plan.year or plan.asked_type == "work_report"):
+        return question
+    text = question
+    if plan.year:
+        text = re.sub(rf"{plan.year}\s*年度?|\b{plan.year}\b", " ", text)
+    if plan.asked_type == "work_report":
+        text = _WORK_REPORT_WORDS.sub(" ", text)
+    text = " ".join(text.split())
+    return text if re.search(r"[\u4e00-\u9fff]{2}|[A-Za-z]{3}", text) else question
 
 
 def asked_year(question: str) -> str | None:

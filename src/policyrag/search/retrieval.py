@@ -154,7 +154,7 @@ class Searcher:
                mode: str | None = None, places: bool = True) -> list[Hit]:
         """The k best passages; a place the question names narrows the search (see `plan`)."""
         plan = self.plan(query, filters, places)
-        return self.ranked(query, k, plan.filters, mode)
+        return self.ranked(plan.query or query, k, plan.filters, mode)
 
     def _checked(self, k: int | None, mode: str | None) -> tuple[int, str]:
         k = self.settings.top_k if k is None else k

@@ -553,7 +553,7 @@ class Answerer:
             raise AnswerError("-k must be at least 1")
         localities = index.localities()
         searcher = self.searcher()
-        searcher.expand(question)  # validates the question as asked
+        prepare_query(question, index)  # validates the question as asked
         # “How does Luqiao …” is answered from Luqiao's reports (and those of places under it);
         # “2019年政府工作报告…” from that year's work reports, ranked by the rest of the question.
         plan = searcher.plan(question, filters, places)

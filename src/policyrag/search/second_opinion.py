@@ -25,8 +25,8 @@ _ENCODERS: dict[str, Embedder | None] = {}
 
 def encoder(name: str) -> Embedder | None:
     """The named encoder, loaded once per process; None when it is switched off or cannot be
-    loaded here. EmbeddingGemma, the default, is opt-in (`make gemma`): without it the fused
-    order stands, silently. Any other model the user names warns once when it fails to load."""
+    loaded here. EmbeddingGemma, the default, is fetched by `make demo` and may be absent (a
+    bare install, or too little memory to export it): then the fused order stands, silently. Any other model the user names warns once when it fails to load."""
     if name.strip().lower() in OFF:
         return None
     if name not in _ENCODERS:

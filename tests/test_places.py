@@ -8,7 +8,8 @@ import json
 import pytest
 
 from policyrag.cli import main
-from policyrag.search.filtering import Filters
+from policyrag.ingest.doctype import is_plenary
+from policyrag.search.filtering import Filters, plenary
 from policyrag.search.retrieval import QueryError
 from tests.conftest import SEED_LOCALITIES
 
@@ -86,7 +87,8 @@ def test_masks_equal_the_per_document_rule(engine):
     docs = engine.index.documents
     for f in (Filters(localities=["丽水"]), Filters(localities=["Wenzhou", "莲都"]),
               Filters(date_from="2024-01"), Filters(date_to="2021"),
-              Filters(doc_ids=[next(iter(docs))]), Filters(localities=["浙江"], date_from="2024")):
+              Filters(doc_ids=[next(iter(docs))]), Filters(localities=["浙江"], date_from="2024"),
+              Filters(plenary=True, doc_types=["communique"])):
         expected = [i for i, c in enumerate(chunks) if f.admits(docs[c.doc_id])]
         assert view.rows(f).tolist() == expected, f
 
@@ -239,6 +241,45 @@ def test_a_question_about_a_plenary_session_searches_the_communiques(engine):
     assert engine.searcher().plan("How does the plenary describe this year?").plenum
     assert not engine.searcher().plan("全会要求怎样?", places=False).plenum
     assert not engine.searcher().plan("民间投资怎样扩大?").plenum
+
+
+STATE_COUNCIL = ("李克强主持召开国务院常务会议\n"
+                 "国务院总理李克强主持召开国务院常务会议。会议要求,各部门要认真回应群众呼声和诉求,"
+                 "对群众反映强烈的问题限时办结,回应群众呼声要快,回应群众诉求要实。\n")
+
+
+@pytest.mark.parametrize("title, meeting, expected", [
+    ("区委七届六次全体(扩大)会议暨区政府全体会议举行", "", True),
+    ("", "中共青田县委十四届六次全体（扩大）会议", True),
+    ("九三学社十四届六中全会在京召开（新闻联播 20221218）", "", True),
+    ("李克强主持召开国务院常务会议", "国务院常务会", False),
+    ("中共中央政治局召开会议 讨论拟提请十九届二中全会审议的文件", "", False),
+    ("李克强主持召开国务院党组会议 学习贯彻党的十九届六中全会精神", "国务院党组会", False),
+])
+def test_which_documents_are_about_a_plenary_session(title, meeting, expected):
+    assert is_plenary(title, meeting) is expected
+
+
+def test_a_plenary_question_is_not_answered_from_another_meeting(index_copy, embedder, tmp_path):
+    """News of a State Council executive meeting is a meeting communiqué too; a question about
+    what the plenary session (全会) asked searches the plenary sessions' communiqués, said in the
+    notice, and --all-places lifts it."""
+    from policyrag.engine import Engine
+
+    coll = tmp_path / "meeting.jsonl.gz"
+    with gzip.open(coll, "wt", encoding="utf-8") as fh:
+        fh.write(json.dumps({"id": "state-council", "text": STATE_COUNCIL,
+                             "doc_type": "communique"}, ensure_ascii=False) + "\n")
+    eng = Engine(index_copy)
+    eng._embedder = embedder
+    eng.add([coll])
+    question = "全会要求怎样回应群众呼声和诉求?"
+    plan = eng.searcher().plan(question)
+    assert plan.filters.plenary and "plenary sessions' communiqués" in plan.notice
+    hits = eng.search(question, 10)
+    assert hits and "state-council" not in {h.doc_id for h in hits}
+    assert all(plenary(eng.index.documents[h.doc_id]) for h in hits)
+    assert eng.search(question, 1, places=False)[0].doc_id == "state-council"
 
 
 def test_the_kind_of_place_asked_about_is_a_filter_that_can_be_lifted(engine):

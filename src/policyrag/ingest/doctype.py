@@ -44,6 +44,19 @@ _CEREMONY = re.compile(r"纪念|庆祝|祝贺|表彰|颁奖|追悼|悼念|开幕
                        r"报告会|首发|仪式|周年")
 
 
+# A plenary session (全会, 全体（扩大）会议) as the meeting held, in its meeting line or headline;
+# not one about another plenary ("…讨论拟提请十九届二中全会审议的文件", "学习贯彻六中全会精神").
+_PLENARY = re.compile(r"全会|全体(?:（扩大）|\(扩大\))?会议")
+_ABOUT_ANOTHER = re.compile(r"提请|学习|贯彻|落实|传达|精神|审议的|解读|宣讲|决定召开|筹备")
+
+
+def is_plenary(title: str, meeting: str) -> bool:
+    """The document is about a plenary session it reports (`title` and `meeting` simplified;
+    either may be empty)."""
+    return any(_PLENARY.search(text) and not _ABOUT_ANOTHER.search(text)
+               for text in (meeting, title))
+
+
 def lead_sentence(head: str) -> str:
     """The first sentence of the body: headline and byline lines skipped, and the agency line
     (央视网消息（新闻联播）：, 本报讯（记者 …）) taken off."""

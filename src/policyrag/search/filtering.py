@@ -19,7 +19,7 @@ from functools import cached_property
 
 import numpy as np
 
-from policyrag.ingest.doctype import DOC_TYPES
+from policyrag.ingest.doctype import DOC_TYPES, is_plenary
 from policyrag.ingest.gazetteer import (
     ancestors,
     english_zone,
@@ -50,6 +50,9 @@ class Filters:
     date_to: str | None = None
     doc_types: list[str] | None = None
     levels: list[str] | None = None  # locality levels: national, province, city, county, zone
+    # Only documents about a plenary session (全会, 全体（扩大）会议): set by a question that asks
+    # what one said (see IndexView.plan), not a command-line filter.
+    plenary: bool = False
 
     def __post_init__(self) -> None:
         # An API caller may pass one name as a plain string: "Wenzhou" is one place, not seven.
@@ -76,12 +79,19 @@ class Filters:
             return False
         if self.levels and doc.locality_level not in self.levels:
             return False
+        if self.plenary and not plenary(doc):
+            return False
         return date_admits(doc.date, self.date_from, self.date_to)
 
 
 def doc_type(doc) -> str:
     # Indexes built before documents had a type were all read as reports, and still are.
     return getattr(doc, "doc_type", None) or "report"
+
+
+def plenary(doc) -> bool:
+    return is_plenary(to_simplified(doc.title or ""), to_simplified(getattr(doc, "meeting", None)
+                                                                   or ""))
 
 
 def chain(doc) -> tuple[str, ...]:
@@ -164,8 +174,8 @@ class PlacePlan:
         if self.asked_kind:
             narrowed.append((f"reports of {self.asked_kind}", "the question asks about one"))
         if self.plenum:
-            narrowed.append(("meeting communiqués",
-                             "the question asks about a plenary session"))
+            narrowed.append(("plenary sessions' communiqués" if self.filters.plenary else
+                             "meeting communiqués", "the question asks about a plenary session"))
         if self.asked_type == "work_report":
             narrowed.append(("government work reports", "the question asks about one"))
         if self.year:
@@ -200,6 +210,7 @@ class IndexView:
         self.doc_type = np.array([tcode[doc_type(d)] for d in self.docs], np.int32)
         self.dates = np.array([d.date if d.date and d.date[:1].isdigit() else "" for d in
                                self.docs], dtype="U10")
+        self.plenary = np.fromiter((plenary(d) for d in self.docs), bool, len(self.docs))
 
     def level_rank(self, code: int) -> int:
         """Order of a locality code's level in a comparison: province first, unknown last."""
@@ -271,6 +282,8 @@ class IndexView:
             per_loc = np.append([self.levels.get(n) in filters.levels for n in self.localities],
                                 False)
             ok &= per_loc[self.doc_loc]
+        if filters.plenary:
+            ok &= self.plenary
         if filters.date_from or filters.date_to:
             ok &= self.dates != ""
             if filters.date_from:
@@ -297,6 +310,7 @@ class IndexView:
                  ("report", Filters(doc_ids=filters.doc_ids)),
                  ("type", Filters(doc_types=filters.doc_types)),
                  ("level", Filters(levels=filters.levels)),
+                 ("plenary-session", Filters(plenary=filters.plenary)),
                  ("date", Filters(date_from=filters.date_from, date_to=filters.date_to))]
         for name, f in alone:
             if not f.is_empty() and not self.doc_mask(f).any():
@@ -352,7 +366,7 @@ class IndexView:
         doc_type = None if base.doc_types else asked_doc_type(question)
         if named:
             narrowed = replace(base, localities=named)
-            typed = replace(narrowed, doc_types=[doc_type]) if doc_type else narrowed
+            typed = self._typed(narrowed, doc_type) if doc_type else narrowed
             if doc_type and self.doc_mask(typed).any():
                 return PlacePlan(typed, named, missing, suggestions, asked_type=doc_type)
             return PlacePlan(narrowed, named, missing, suggestions)
@@ -363,11 +377,22 @@ class IndexView:
         # of it, unless the user chose the types; what a plenary session said, by its
         # communiqué; what a government work report says, by the report.
         asked = replace(base, levels=list(ASKED[kind]) if kind else None,
-                        doc_types=[doc_type] if doc_type else
-                        base.doc_types or list(REPORT_TYPES))
+                        doc_types=base.doc_types or list(REPORT_TYPES))
+        if doc_type:
+            asked = self._typed(asked, doc_type)
         if not self.doc_mask(asked).any():
             return PlacePlan(base, [], missing, suggestions)
         return PlacePlan(asked, [], missing, suggestions, kind, doc_type)
+
+    def _typed(self, filters: Filters, doc_type: str) -> Filters:
+        """Narrowed to the type of document asked about; for a plenary session, to the
+        communiqués of plenary sessions where any is left (news of a Politburo or State Council
+        executive meeting is a communiqué too, but not what a 全会 question asks about)."""
+        typed = replace(filters, doc_types=[doc_type])
+        if doc_type != "communique":
+            return typed
+        plenary = replace(typed, plenary=True)
+        return plenary if self.doc_mask(plenary).any() else typed
 
 
 # 区里 is "the district" anywhere in a question ("在法治和民主方面,区里打算怎么做?"), but not in
@@ -480,6 +505,8 @@ def _describe(f: Filters) -> str:
         parts.append("type " + ", ".join(f.doc_types))
     if f.levels:
         parts.append("level " + ", ".join(f.levels))
+    if f.plenary:
+        parts.append("plenary sessions only")
     if f.date_from or f.date_to:
         parts.append(f"dates {f.date_from or '…'} to {f.date_to or '…'}")
     return "; ".join(parts)

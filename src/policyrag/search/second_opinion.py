@@ -3,10 +3,10 @@
 English questions reach the Chinese reports through the packaged generator's translation, and
 a 1.5B model often words it otherwise than the reports do (商业气候 for 营商环境, 高海拔 for
 高地). A stronger multilingual encoder reads the English question itself. Over a whole
-collection it ranks worse than the fusion does (README, "EmbeddingGemma at full scale"), but
+collection it ranks no better than the fusion does (README, "A stronger encoder"), but
 among the fusion's first passages it tells well which one answers: its order of them, fused
 with theirs, brought right passages found at ranks 6-15 into the first five (README, "English
-questions: a second opinion"). Chinese questions lost as much as they gained by it, so they
+questions: a second opinion"). Chinese questions lost more than they gained by it, so they
 are left as they are.
 """
 
@@ -26,7 +26,8 @@ _ENCODERS: dict[str, Embedder | None] = {}
 def encoder(name: str) -> Embedder | None:
     """The named encoder, loaded once per process; None when it is switched off or cannot be
     loaded here. EmbeddingGemma, the default, is fetched by `make demo` and may be absent (a
-    bare install, or too little memory to export it): then the fused order stands, silently. Any other model the user names warns once when it fails to load."""
+    bare install, or too little memory to export it): then the fused order stands, silently.
+    Any other model the user names warns once when it fails to load."""
     if name.strip().lower() in OFF:
         return None
     if name not in _ENCODERS:

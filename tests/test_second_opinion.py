@@ -80,3 +80,22 @@ def test_an_encoder_that_does_not_load_warns_and_leaves_the_order(index_dir, emb
     with pytest.warns(UserWarning, match="keep the fused order"):
         got = on.search(ENGLISH)
     assert [h.chunk_id for h in got] == [h.chunk_id for h in off.search(ENGLISH)]
+
+
+class _Failing:
+    """An encoder whose every run fails, as an ONNX session out of memory would."""
+
+    name = "failing"
+
+    def encode(self, texts, kind="passage", batch_size=32, progress=False):
+        raise RuntimeError("onnxruntime: failed to allocate memory")
+
+
+def test_a_second_encoder_that_fails_at_search_time_leaves_the_fused_order(index_dir, embedder,
+                                                                           monkeypatch):
+    monkeypatch.setitem(second_opinion._ENCODERS, "failing", _Failing())
+    on = _engine(index_dir, embedder, english_rerank="failing")
+    off = _engine(index_dir, embedder, english_rerank="none")
+    with pytest.warns(UserWarning, match="failed .*allocate memory"):
+        got = on.search(ENGLISH)
+    assert [h.chunk_id for h in got] == [h.chunk_id for h in off.search(ENGLISH)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Protocol
@@ -209,8 +210,16 @@ class Searcher:
             return ranked
         head = ranked[:self.settings.english_rerank_depth]
         texts = [self.index.chunks[i].text for i, _ in head]
-        return second_opinion.reorder(ranked, second_opinion.similarities(model, query, texts),
-                                      self.settings.english_rerank_weight, self.settings.rrf_k)
+        try:
+            similarity = second_opinion.similarities(model, query, texts)
+        except Exception as exc:  # noqa: BLE001 -- an optional step must not fail the search
+            # Its ONNX run, or its vector cache on a full or read-only disk: the fused order
+            # is still a good answer.
+            warnings.warn(f"English question kept the fused order: the second encoder failed "
+                          f"({type(exc).__name__}: {exc})", stacklevel=2)
+            return ranked
+        return second_opinion.reorder(ranked, similarity, self.settings.english_rerank_weight,
+                                      self.settings.rrf_k)
 
     def translation(self, query: str) -> str | None:
         """Chinese search terms for an English question, from the generative model when one

@@ -70,7 +70,9 @@ def _fetch_encoder(args: argparse.Namespace) -> int:
                         "kept, run the command again once fixed") from exc
     cosine = min(info.get("cosine_to_fp32") or [float("nan")])
     print(f"encoder ready: {NAME} ({layout().graph}, int8 ONNX, cosine to fp32 >= "
-          f"{cosine:.3f}); build with --model {NAME}")
+          f"{cosine:.3f}); English questions' first passages are now re-ordered by it "
+          f"(POLICYRAG_ENGLISH_RERANK=none turns that off); to build an index with it: "
+          f"--model {NAME}")
     return 0
 
 

@@ -248,16 +248,20 @@ STATE_COUNCIL = ("李克强主持召开国务院常务会议\n"
                  "对群众反映强烈的问题限时办结,回应群众呼声要快,回应群众诉求要实。\n")
 
 
-@pytest.mark.parametrize("title, meeting, expected", [
-    ("区委七届六次全体(扩大)会议暨区政府全体会议举行", "", True),
-    ("", "中共青田县委十四届六次全体（扩大）会议", True),
-    ("九三学社十四届六中全会在京召开（新闻联播 20221218）", "", True),
-    ("李克强主持召开国务院常务会议", "国务院常务会", False),
-    ("中共中央政治局召开会议 讨论拟提请十九届二中全会审议的文件", "", False),
-    ("李克强主持召开国务院党组会议 学习贯彻党的十九届六中全会精神", "国务院党组会", False),
+@pytest.mark.parametrize("title, meeting, opening, expected", [
+    ("区委七届六次全体(扩大)会议暨区政府全体会议举行", "", "", True),
+    ("", "中共青田县委十四届六次全体（扩大）会议", "", True),
+    ("九三学社十四届六中全会在京召开（新闻联播 20221218）", "", "", True),
+    # A communiqué headed only "公报" speaks as the session does.
+    ("公报", "", "会议由县委常委会主持。全会听取和讨论了县委常委会工作报告。", True),
+    ("李克强主持召开国务院常务会议", "国务院常务会", "会议指出,要回应群众呼声。", False),
+    ("中共中央政治局召开会议 讨论拟提请十九届二中全会审议的文件", "", "", False),
+    # News of studying a plenum quotes it, and is still not one.
+    ("李克强主持召开国务院党组会议 学习贯彻党的十九届六中全会精神", "国务院党组会",
+     "会议强调。全会审议通过的决议是新时代的纲领性文献。", False),
 ])
-def test_which_documents_are_about_a_plenary_session(title, meeting, expected):
-    assert is_plenary(title, meeting) is expected
+def test_which_documents_are_about_a_plenary_session(title, meeting, opening, expected):
+    assert is_plenary(title, meeting, opening) is expected
 
 
 def test_a_plenary_question_is_not_answered_from_another_meeting(index_copy, embedder, tmp_path):

@@ -50,11 +50,18 @@ _PLENARY = re.compile(r"全会|全体(?:（扩大）|\(扩大\))?会议")
 _ABOUT_ANOTHER = re.compile(r"提请|学习|贯彻|落实|传达|精神|审议的|解读|宣讲|决定召开|筹备")
 
 
-def is_plenary(title: str, meeting: str) -> bool:
-    """The document is about a plenary session it reports (`title` and `meeting` simplified;
-    either may be empty)."""
-    return any(_PLENARY.search(text) and not _ABOUT_ANOTHER.search(text)
-               for text in (meeting, title))
+# A plenary communiqué speaks of the session as 全会 at the head of its sentences ("全会认为…");
+# news that only studies one ("学习贯彻全会精神") does not.
+_PLENARY_VOICE = re.compile(r"(?:^|[\n。!！])\s*全会(?:认为|指出|强调|要求|听取|审议|号召|通过|决定|提出)")
+
+
+def is_plenary(title: str, meeting: str, opening: str = "") -> bool:
+    """The document is about a plenary session it reports: its meeting line or headline names
+    one, or its opening speaks as one (all simplified; any may be empty)."""
+    named = [text for text in (meeting, title) if _PLENARY.search(text)]
+    if any(_ABOUT_ANOTHER.search(text) for text in named):
+        return False
+    return bool(named) or bool(_PLENARY_VOICE.search(opening))
 
 
 def lead_sentence(head: str) -> str:

@@ -50,7 +50,7 @@ class Filters:
     date_to: str | None = None
     doc_types: list[str] | None = None
     levels: list[str] | None = None  # locality levels: national, province, city, county, zone
-    # Only documents about a plenary session (全会, 全体（扩大）会议): set by a question that asks
+    # Only plenary sessions' communiqués (全会, 全体（扩大）会议): set by a question that asks
     # what one said (see IndexView.plan), not a command-line filter.
     plenary: bool = False
 
@@ -89,9 +89,18 @@ def doc_type(doc) -> str:
     return getattr(doc, "doc_type", None) or "report"
 
 
+# How much of a document's opening is read for a plenary communiqué's voice (全会认为…): its
+# first paragraphs, where a communiqué says what the session heard, reviewed and decided.
+PLENARY_OPENING = 1500
+
+
 def plenary(doc) -> bool:
-    return is_plenary(to_simplified(doc.title or ""), to_simplified(getattr(doc, "meeting", None)
-                                                                   or ""))
+    """A plenary session's communiqué (ingest/doctype.py, is_plenary)."""
+    if doc_type(doc) != "communique":
+        return False
+    opening = (getattr(doc, "text", None) or "")[:PLENARY_OPENING]
+    return is_plenary(to_simplified(doc.title or ""),
+                      to_simplified(getattr(doc, "meeting", None) or ""), to_simplified(opening))
 
 
 def chain(doc) -> tuple[str, ...]:

@@ -1,5 +1,5 @@
-"""The third and fourth held-out question sets (tests/data/heldout{3,4}_questions.jsonl) are
-usable as written.
+"""The third, fourth and fifth held-out question sets
+(tests/data/heldout{3,4,5}_questions.jsonl) are usable as written.
 
 They are the sets meant to judge search once the five seed reports are buried among thousands
 of other government texts, so besides the checks of the second set they must ask in the mix
@@ -26,10 +26,11 @@ from tests.questionset_checks import (
 )
 
 EARLIER = [DATA / f"{name}_questions.jsonl"
-           for name in ("dev", "heldout", "heldout2", "heldout3", "heldout4")]
+           for name in ("dev", "heldout", "heldout2", "heldout3", "heldout4", "heldout5")]
 # Each set: its file, its id prefix, and the sets written before it.
 SETS = {"heldout3": (EARLIER[3], "h3", EARLIER[:3]),
-        "heldout4": (EARLIER[4], "h4", EARLIER[:4])}
+        "heldout4": (EARLIER[4], "h4", EARLIER[:4]),
+        "heldout5": (EARLIER[5], "h5", EARLIER[:5])}
 
 
 @pytest.fixture(params=sorted(SETS))

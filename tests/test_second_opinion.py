@@ -11,6 +11,7 @@ import pytest
 
 from policyrag.config import DEFAULT_MODEL, Settings
 from policyrag.engine import Engine
+from policyrag.index import embedding
 from policyrag.index.embedding import packaged_path
 from policyrag.search import second_opinion
 from policyrag.search.retrieval import prepare_query
@@ -93,7 +94,7 @@ class _Failing:
 
 def test_a_second_encoder_that_fails_at_search_time_leaves_the_fused_order(index_dir, embedder,
                                                                            monkeypatch):
-    monkeypatch.setitem(second_opinion._ENCODERS, "failing", _Failing())
+    monkeypatch.setitem(embedding._LOADED, "failing", _Failing())
     on = _engine(index_dir, embedder, english_rerank="failing")
     off = _engine(index_dir, embedder, english_rerank="none")
     with pytest.warns(UserWarning, match="failed .*allocate memory"):

@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import sys
+import warnings
 from functools import cached_property
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
@@ -218,3 +219,24 @@ def load_embedder(name: str = DEFAULT_MODEL) -> Embedder:
         f"no model {name!r}: it is not a local folder, nor one of the packaged models "
         f"({', '.join([*PACKAGED, 'packaged:embeddinggemma'])}), nor onnx:PATH. A sentence-transformers model from the "
         "Hugging Face hub is named by its full id, e.g. sentence-transformers/all-MiniLM-L6-v2")
+
+
+# Second encoders searches load by name (the report vectors', the English second opinion's):
+# loaded once per process and shared; what failed, with why.
+_LOADED: dict[str, Embedder | None] = {}
+_FAILED: dict[str, str] = {}
+_WARNED: set[tuple[str, str]] = set()
+
+
+def load_once(name: str, unavailable: str) -> Embedder | None:
+    """The model `name`, loaded once per process; None when it does not load here, with a
+    warning that starts with `unavailable` (what goes on without it), once per such text."""
+    if name not in _LOADED:
+        try:
+            _LOADED[name] = load_embedder(name)
+        except (EmbedderError, OSError) as exc:
+            _LOADED[name], _FAILED[name] = None, str(exc)
+    if _LOADED[name] is None and (name, unavailable) not in _WARNED:
+        _WARNED.add((name, unavailable))
+        warnings.warn(f"{unavailable} {name!r} does not load ({_FAILED[name]})", stacklevel=3)
+    return _LOADED[name]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from policyrag.index.embedding import Embedder, EmbedderError, load_embedder
+from policyrag.index.embedding import Embedder, load_once
 from policyrag.index.store import fsync_dir, writer_lock
 
 FILE = "report-vectors.npz"
@@ -160,17 +160,7 @@ def matrix(index) -> ReportMatrix | None:
     return result
 
 
-_ENCODERS: dict[str, Embedder | None] = {}
-
-
 def query_encoder(model: str) -> Embedder | None:
     """The encoder the vectors were made with, loaded once per process; None when it cannot
     be loaded here (then searches go on without the report vectors)."""
-    if model not in _ENCODERS:
-        try:
-            _ENCODERS[model] = load_embedder(model)
-        except (EmbedderError, OSError) as exc:
-            warnings.warn(f"report vectors skipped: their encoder {model!r} does not load "
-                          f"({exc})", stacklevel=2)
-            _ENCODERS[model] = None
-    return _ENCODERS[model]
+    return load_once(model, "report vectors skipped: their encoder")

@@ -12,15 +12,12 @@ are left as they are.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
-from policyrag.index.embedding import Embedder, EmbedderError, load_embedder
+from policyrag.index.embedding import Embedder, load_once
 from policyrag.script import to_simplified
 
 OFF = ("", "0", "none", "off")
-_ENCODERS: dict[str, Embedder | None] = {}
 
 
 def encoder(name: str) -> Embedder | None:
@@ -30,20 +27,12 @@ def encoder(name: str) -> Embedder | None:
     Any other model the user names warns once when it fails to load."""
     if name.strip().lower() in OFF:
         return None
-    if name not in _ENCODERS:
-        if name == "packaged:embeddinggemma":
-            from policyrag.index import gemma_model
+    if name == "packaged:embeddinggemma":
+        from policyrag.index import gemma_model
 
-            if gemma_model.ready_info() is None:
-                _ENCODERS[name] = None
-                return None
-        try:
-            _ENCODERS[name] = load_embedder(name)
-        except (EmbedderError, OSError) as exc:
-            warnings.warn(f"English questions keep the fused order: the second encoder "
-                          f"{name!r} does not load ({exc})", stacklevel=2)
-            _ENCODERS[name] = None
-    return _ENCODERS[name]
+        if gemma_model.ready_info() is None:
+            return None
+    return load_once(name, "English questions keep the fused order: the second encoder")
 
 
 def reorder(ranked: list[tuple[int, float]], similarity: np.ndarray, weight: float,

@@ -65,7 +65,7 @@ def build(root: Path, paths: list[Path]) -> float:
 def second_opinion_latency(root: Path, scale: Engine, queries: list[str]) -> dict:
     """English `search` without and with the second encoder (search/second_opinion.py), one
     after the other; then with it embedding its passages anew each time, as for passages it
-    has not seen. Nothing when that encoder is not here (`make gemma`)."""
+    has not seen. Nothing when that encoder is not here (`make demo` fetches it)."""
     english = [q for q in queries if is_english(q)]
     model = second_opinion.encoder(scale.settings.english_rerank)
     if model is None or not english or model.name == scale.embedder.name:

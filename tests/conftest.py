@@ -10,7 +10,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# EmbeddingGemma re-orders English questions' passages where `make gemma` has fetched it, and
+# EmbeddingGemma re-orders English questions' passages where `make demo` has fetched it, and
 # not on CI: tests see the same order on every machine, and those about it name an encoder.
 os.environ.setdefault("POLICYRAG_ENGLISH_RERANK", "none")
 

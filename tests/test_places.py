@@ -75,6 +75,28 @@ def test_a_named_place_without_reports_is_said_with_the_nearest_names(engine):
     assert engine.search("深圳市如何推进住房保障？", 3)  # searched everything, said so
 
 
+@pytest.mark.parametrize("question, missing", [
+    ("How is Shenzhen making housing affordable?", ["深圳市"]),
+    ("What is Guangdong doing for manufacturing?", ["广东省"]),
+    # Two cities are spelt Suzhou (苏州, 宿州): neither has reports here, so both are said.
+    ("How does Suzhou develop its economy?", ["宿州市", "苏州市"]),
+])
+def test_a_place_named_in_english_without_reports_is_said(engine, question, missing):
+    plan = engine.searcher().plan(question)
+    assert sorted(plan.missing) == missing and plan.named == []
+    assert all(m in plan.notice for m in missing) and "all reports were searched" in plan.notice
+    assert engine.search(question, 3)  # searched everything, said so
+
+
+@pytest.mark.parametrize("question", [
+    "How does Taizhou's Luqiao district attract investment?",  # 台州 (Luqiao's city), not 泰州
+    "How does Lishui plan to raise incomes?",
+    "How do localities attract private investment?",
+])
+def test_an_english_name_of_an_indexed_place_is_not_said_to_be_missing(engine, question):
+    assert engine.searcher().plan(question).missing == []
+
+
 def test_ordinary_words_that_are_also_county_names_are_not_places(engine):
     # 富裕 is a county in Heilongjiang and a word in 共同富裕.
     plan = engine.searcher().plan("如何推进共同富裕？")

@@ -171,6 +171,26 @@ def spelled_in(name: str, spelled: frozenset[str]) -> bool:
     return any(len(r) >= 4 and r in spelled for r in romanisations(name))
 
 
+@lru_cache(maxsize=1)
+def _spelled_divisions() -> dict[str, tuple[Place, ...]]:
+    """Provinces and prefecture-level cities by each pinyin spelling of their short name (four
+    letters or more): the places an English question names by their romanised name."""
+    table: dict[str, list[Place]] = {}
+    for p in places():
+        if p.level in ("province", "city"):
+            for r in romanisations(p.short):
+                if len(r) >= 4:
+                    table.setdefault(r, []).append(p)
+    return {r: tuple(ps) for r, ps in table.items()}
+
+
+def spelled_divisions(spelled: frozenset[str]) -> list[tuple[Place, ...]]:
+    """For each romanised province or city name in `spelled` (see `spelled_words`), the places
+    it may name (Taizhou: 台州市 and 泰州市)."""
+    table = _spelled_divisions()
+    return [table[w] for w in sorted(spelled) if w in table]
+
+
 # How English writes a development zone after its host's name: "Lishui Economic and
 # Technological Development Zone", "Lishui Economic-Technological Development Zone", "Lishui
 # ETDZ", "Lishui High-tech Zone", "Lishui Development Zone".

@@ -27,6 +27,7 @@ from policyrag.ingest.gazetteer import (
     romanisations,
     same_place,
     short_name,
+    spelled_divisions,
     spelled_in,
     spelled_words,
 )
@@ -190,8 +191,9 @@ class PlacePlan:
         if self.year:
             narrowed.append((f"reports dated {self.year}",
                              "the question asks about a report of that year"))
-        parts = [f"searching only {what} ({why}; --all-places to search everything)"
-                 for what, why in narrowed]
+        # One "searching only …" for all that was narrowed, and one way to lift it all.
+        parts = [f"searching only {' and '.join(f'{what} ({why})' for what, why in narrowed)}; "
+                 "--all-places to search everything"] if narrowed else []
         if self.year_missing:
             parts.append(f"no report dated {self.year_missing} is indexed, so all dates were "
                          "searched")
@@ -351,6 +353,10 @@ class IndexView:
         spelled = spelled_words(rest)
         if any(len(w) >= 4 for w in spelled):
             found += [name for name in self.known_places if spelled_in(short_name(name), spelled)]
+            # "Xiamen" with no report of 厦门市 indexed is said, as 厦门市 written in full is;
+            # a spelling that also names a known place (Taizhou: 台州市) names that one.
+            missing += [p.name for named in spelled_divisions(spelled)
+                        if not any(p.name in self.known_places for p in named) for p in named]
         found = _outermost_first(list(dict.fromkeys(found)))
         return found, [m for m in dict.fromkeys(missing) if m not in found]
 

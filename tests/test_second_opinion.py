@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from policyrag.cli import main
 from policyrag.config import DEFAULT_MODEL, Settings
 from policyrag.engine import Engine
 from policyrag.index import embedding
@@ -100,3 +101,19 @@ def test_a_second_encoder_that_fails_at_search_time_leaves_the_fused_order(index
     with pytest.warns(UserWarning, match="failed .*allocate memory"):
         got = on.search(ENGLISH)
     assert [h.chunk_id for h in got] == [h.chunk_id for h in off.search(ENGLISH)]
+
+
+def test_index_info_says_how_english_questions_are_ordered_here(index_dir, second, tmp_path,
+                                                                monkeypatch, capsys):
+    def english_line() -> str:
+        assert main(["index", "info", "--index", str(index_dir)]) == 0
+        return next(line for line in capsys.readouterr().out.splitlines()
+                    if line.startswith("english"))
+
+    assert "keep the fused order (POLICYRAG_ENGLISH_RERANK is off)" in english_line()
+    monkeypatch.setenv("POLICYRAG_ENGLISH_RERANK", second)
+    assert f"first {DEPTH} fused passages are re-ordered by {second}" in english_line()
+    # The default encoder, where it has not been fetched: said, with how to fetch it.
+    monkeypatch.setenv("POLICYRAG_ENGLISH_RERANK", "packaged:embeddinggemma")
+    monkeypatch.setenv("POLICYRAG_CACHE_DIR", str(tmp_path / "empty-cache"))
+    assert "EmbeddingGemma is not fetched: policyrag model fetch" in english_line()

@@ -20,6 +20,7 @@ from policyrag.index.embedding import Embedder, EmbedderError, load_embedder
 from policyrag.index.progress import Bars
 from policyrag.ingest.documents import Document, RenamedReport, iter_documents
 from policyrag.ingest.readers import DuplicateReport, KeptStoredText, Notice, ReadError
+from policyrag.search import second_opinion
 from policyrag.search.retrieval import Filters, Hit, Searcher
 
 
@@ -79,6 +80,9 @@ class Engine:
             "generation": ix.generation.name,
             "manifest": vars(ix.manifest),
             "report_vectors": vars(reports) if reports else None,
+            "english_questions": second_opinion.status(
+                self.settings.english_rerank, ix.manifest.model,
+                self.settings.english_rerank_depth),
             "documents": [{"doc_id": d.doc_id, "title": d.display_title, "locality": d.locality,
                            "level": d.locality_level, "type": d.doc_type,
                            "date": d.date, "meeting": d.meeting, "script": d.script,

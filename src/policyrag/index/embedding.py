@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import sys
+import threading
 import warnings
 from functools import cached_property
 from importlib.metadata import PackageNotFoundError, distribution
@@ -226,17 +227,21 @@ def load_embedder(name: str = DEFAULT_MODEL) -> Embedder:
 _LOADED: dict[str, Embedder | None] = {}
 _FAILED: dict[str, str] = {}
 _WARNED: set[tuple[str, str]] = set()
+# The web UI searches from several threads: one of them loads a model, the others wait for it.
+_LOADING = threading.Lock()
 
 
 def load_once(name: str, unavailable: str) -> Embedder | None:
     """The model `name`, loaded once per process; None when it does not load here, with a
     warning that starts with `unavailable` (what goes on without it), once per such text."""
-    if name not in _LOADED:
-        try:
-            _LOADED[name] = load_embedder(name)
-        except (EmbedderError, OSError) as exc:
-            _LOADED[name], _FAILED[name] = None, str(exc)
-    if _LOADED[name] is None and (name, unavailable) not in _WARNED:
+    with _LOADING:
+        if name not in _LOADED:
+            try:
+                _LOADED[name] = load_embedder(name)
+            except (EmbedderError, OSError) as exc:
+                _LOADED[name], _FAILED[name] = None, str(exc)
+        warn = _LOADED[name] is None and (name, unavailable) not in _WARNED
         _WARNED.add((name, unavailable))
+    if warn:
         warnings.warn(f"{unavailable} {name!r} does not load ({_FAILED[name]})", stacklevel=3)
     return _LOADED[name]

@@ -19,7 +19,7 @@ from functools import cached_property
 
 import numpy as np
 
-from policyrag.ingest.doctype import DOC_TYPES, is_plenary
+from policyrag.ingest.doctype import DOC_TYPES, PLENARY_NAMES, is_plenary
 from policyrag.ingest.gazetteer import (
     ancestors,
     english_zone,
@@ -406,8 +406,8 @@ class IndexView:
         typed = replace(filters, doc_types=[doc_type])
         if doc_type != "communique":
             return typed
-        plenary = replace(typed, plenary=True)
-        return plenary if self.doc_mask(plenary).any() else typed
+        sessions = replace(typed, plenary=True)
+        return sessions if self.doc_mask(sessions).any() else typed
 
 
 # 区里 is "the district" anywhere in a question ("在法治和民主方面,区里打算怎么做?"), but not in
@@ -444,7 +444,7 @@ _ASKED_PATTERNS = [
 ]
 
 
-_PLENUM = re.compile(r"全会|全体(?:（扩大）|\(扩大\))?会议|\bplenary\b|\bplenum\b", re.I)
+_PLENUM = re.compile(rf"{PLENARY_NAMES}|\bplenary\b|\bplenum\b", re.I)
 
 
 # In either script: without_filter_words removes it from the question as asked.
@@ -466,7 +466,7 @@ def asked_doc_type(question: str) -> str | None:
 
 # A year that dates the report asked about (“2019年政府工作报告”, “2024年区委全会”, "the 2015
 # government work report"), not one the report speaks of (“2025年的各项指标”, "the 2035 goals").
-_REPORT_WORDS_ZH = r"(?:政府工作报告|工作报告|报告|全会|全体(?:（扩大）|\(扩大\))?会议|会议|公报|讲话)"
+_REPORT_WORDS_ZH = rf"(?:政府工作报告|工作报告|报告|{PLENARY_NAMES}|会议|公报|讲话)"
 _YEAR_ZH = re.compile(rf"((?:19|20)\d\d)\s*年(?:度)?(?:召开的|发布的|的)?[\u4e00-\u9fff]{{0,6}}?"
                       rf"{_REPORT_WORDS_ZH}")
 _REPORT_WORDS_EN = r"(?:work report|report|plenum|plenary|communiqu[eé]|meeting|speech)"

@@ -175,7 +175,9 @@ def test_english_question_about_one_place_answers_from_that_place(cli, seed_docs
     _assert_quotes_exact(data, seed_docs)
     (entry,) = data["localities"]
     assert entry["doc_ids"] == [LUQIAO]
-    assert "民间投资" in entry["points"][0]["text"]
+    # The sentence on private investment is among a few points (they come in the report's order).
+    assert len(entry["points"]) <= 3
+    assert any("民间投资" in p["text"] for p in entry["points"])
 
 
 @pytest.mark.parametrize("backend", [None, "llama-cpp"])

@@ -184,14 +184,17 @@ class Searcher:
         elif mode == "lexical":
             ranked = self.lexical(words, n, rows)
         else:
-            lists = [self.dense(query, depth, rows)]
+            dense_weight = self.settings.dense_weight
+            lists, weights = [self.dense(query, depth, rows)], [dense_weight]
             if chinese:
                 lists.append(self.dense(chinese, depth, rows))
+                weights.append(self.settings.translation_weight)
             if _names_no_place(filters) and self.settings.report_vectors:
-                lists += self.report_dense([query, *([chinese] if chinese else [])], depth, rows)
+                more = self.report_dense([query, *([chinese] if chinese else [])], depth, rows)
+                lists, weights = lists + more, weights + [dense_weight] * len(more)
             lists.append(self.lexical(words, depth, rows))
-            ranked = self.prefer_reports(self.fuse(lists, english=is_english(query)),
-                                         filters, dict(lists[-1]))
+            weights.append(self.settings.lexical_weight)
+            ranked = self.prefer_reports(self.fuse(lists, weights), filters, dict(lists[-1]))
             ranked = self.second_opinion(query, ranked)[:n]
         if self.reranker is not None and ranked:
             scores = self.reranker.score(query, [self.index.chunks[i].text for i, _ in ranked])
@@ -236,17 +239,11 @@ class Searcher:
         chinese = self.translation(query)
         return f"{query} {chinese}" if chinese else query
 
-    def fuse(self, lists: list[Ranking], english: bool = False) -> Ranking:
-        """The dense lists first, the lexical list last. An English question's words reach
-        the Chinese text only through translation, so its lexical list counts as one more
-        voice (RRF's usual k=60, equal weights) rather than the leading one."""
-        weights = [self.settings.dense_weight] * (len(lists) - 1) + [self.settings.lexical_weight]
-        k = self.settings.rrf_k
-        if english:
-            weights, k = [1.0] * len(lists), self.settings.english_rrf_k
+    def fuse(self, lists: list[Ranking], weights: list[float]) -> Ranking:
+        """The lists merged, each at its weight (`fusion`: RRF with k=`rrf_k`, or linear)."""
         if self.settings.fusion == "linear":
             return linear(lists, weights)
-        return rrf(lists, k, weights)
+        return rrf(lists, self.settings.rrf_k, weights)
 
     def prefer_reports(self, fused: Ranking, filters: Filters | None,
                        bm25: dict[int, float]) -> Ranking:

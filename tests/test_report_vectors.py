@@ -96,8 +96,9 @@ def test_a_failed_encoding_leaves_the_stored_vectors_as_they_were(with_news, emb
         report_vectors.encode_reports(eng.index, Broken())
     assert path.read_bytes() == before
     assert not [p for p in with_news.iterdir() if p.name.endswith(".tmp")]
-    vectors = report_vectors.matrix(eng.index).vectors
-    assert vectors.shape == (52, embedder.dim) and np.isfinite(vectors).all()
+    found = report_vectors.matrix(eng.index)
+    assert len(found.rows) == 52 and len(found.vectors) > 52  # a vector per sentence
+    assert found.vectors.shape[1] == embedder.dim and np.isfinite(found.vectors).all()
 
 
 def test_a_damaged_vector_file_does_not_stop_searches(with_news, embedder):
@@ -120,3 +121,25 @@ def test_an_add_commits_even_where_the_second_encoder_cannot_load(with_news, emb
     assert change.added
     assert _engine(with_news, embedder, report_vectors=False).search("缙云烧饼产业")[0].doc_id \
         == change.added[0]
+
+
+def test_a_passage_scores_as_its_closest_sentence():
+    # Two passages: the first of two sentences, the second of one.
+    found = report_vectors.ReportMatrix(
+        "m", np.array([10, 20]), np.array([0, 2]),
+        np.array([[1, 0, 0], [0, 1, 0], [0.6, 0.8, 0]], np.float16))
+    queries = np.array([[0, 1, 0], [0, 0, 1]], np.float32)
+    assert found.best(queries, block=2) == pytest.approx(np.array([[1, 0.8], [0, 0]]), abs=1e-3)
+
+
+def test_an_older_per_passage_file_is_written_anew(with_news, embedder, capsys):
+    # Before sentence vectors, the file held one vector per passage and no `unit`.
+    path = with_news / report_vectors.FILE
+    with path.open("wb") as fh:
+        np.savez(fh, model=np.array(SECOND), keys=np.zeros((1, 16), np.uint8),
+                 vectors=np.zeros((1, embedder.dim), np.float32))
+    with pytest.warns(UserWarning, match="encode-reports writes it again"):
+        assert _engine(with_news, embedder).search(PLACELESS)
+    assert main(["index", "encode-reports", "--index", str(with_news)]) == 0
+    assert "52 of 52 report passages, 52 embedded now" in capsys.readouterr().out
+    assert report_vectors.matrix(_engine(with_news, embedder).index).model == SECOND

@@ -37,6 +37,13 @@ def sentence_spans(text: str) -> list[Span]:
     return spans
 
 
+def sentences(text: str, shortest: int = 8) -> list[str]:
+    """The text's sentences of at least `shortest` characters (a "会议强调," or a heading is not
+    one of its own), or the text whole when none is that long."""
+    found = [text[s.start:s.end] for s in sentence_spans(text)]
+    return [s for s in found if len(s) >= shortest] or [text]
+
+
 def _trimmed(text: str, start: int, end: int) -> list[Span]:
     while start < end and text[start].isspace():
         start += 1

@@ -129,7 +129,8 @@ class Searcher:
     def report_dense(self, queries: list[str], n: int, rows: np.ndarray | None
                      ) -> list[Ranking]:
         """One list per query from the index's report vectors (index/report_vectors.py), over
-        its report-type rows among `rows`; none when it has no such vectors."""
+        its report-type rows among `rows`, each passage scored by its closest sentence; none
+        when it has no such vectors."""
         found = report_vectors.matrix(self.index)
         if found is None or not len(found.rows):
             return []
@@ -139,9 +140,9 @@ class Searcher:
             return []
         ids = found.rows[keep]
         queries = [to_simplified(q) for q in queries]
-        scores = found.vectors[keep] @ np.asarray(encoder.encode(queries, "query"), np.float32).T
-        return [[(int(ids[j]), float(col[j])) for j in np.argsort(-col, kind="stable")[:n]]
-                for col in scores.T]
+        scores = found.best(encoder.encode(queries, "query"))[:, keep]
+        return [[(int(ids[j]), float(row[j])) for j in np.argsort(-row, kind="stable")[:n]]
+                for row in scores]
 
     def lexical(self, query: str, n: int, rows: np.ndarray | None) -> list[tuple[int, float]]:
         terms = " ".join([query, *glossary_terms(query)])

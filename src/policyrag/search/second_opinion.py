@@ -15,12 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 from policyrag.index.embedding import Embedder, load_once
-from policyrag.ingest.chunking import sentence_spans
+from policyrag.ingest.chunking import sentences
 from policyrag.script import to_simplified
 
 OFF = ("", "0", "none", "off")
-# Shorter pieces ("会议强调,", a heading) are not read as sentences of their own.
-MIN_SENTENCE = 8
 
 
 def encoder(name: str) -> Embedder | None:
@@ -81,15 +79,9 @@ def similarities(model: Embedder, question: str, passages: list[str]) -> np.ndar
     of the whole: at 12k, sentences found 61 of the development set's 63 English questions,
     whole passages 55 (README)."""
     q = np.asarray(model.encode([to_simplified(question)], "query")[0], np.float32)
-    sentences = [_sentences(to_simplified(t)) for t in passages]
-    flat = [s for group in sentences for s in group]
+    groups = [sentences(to_simplified(t)) for t in passages]
+    flat = [s for group in groups for s in group]
     cos = np.asarray(model.encode(flat, "passage"), np.float32) @ q if flat else np.zeros(0)
-    bounds = np.cumsum([0, *map(len, sentences)])
+    bounds = np.cumsum([0, *map(len, groups)])
     return np.array([cos[a:b].max() for a, b in zip(bounds[:-1], bounds[1:], strict=True)],
                     np.float32)
-
-
-def _sentences(text: str) -> list[str]:
-    """The passage's sentences of at least MIN_SENTENCE characters, or the passage whole."""
-    found = [text[s.start:s.end] for s in sentence_spans(text)]
-    return [s for s in found if len(s) >= MIN_SENTENCE] or [text]

@@ -47,8 +47,9 @@ class Settings:
     # The dense list of an English question's translation (search/translate.py) weighs this
     # much; the question's own dense list `dense_weight`, its lexical list (which holds the
     # translation's words) `lexical_weight`. English questions were fused at k=60 with equal
-    # weights until the second opinion below came; with it, this fusion found 6 more of 387
-    # English questions (development set and held-out sets 1-3 on three haystacks; README).
+    # weights until the second opinion below came; with it, this fusion found 3 more of the
+    # 387 English questions of the development set and held-out sets 1-3 on three haystacks
+    # (seeds -1, 12k 0, with 176 more reports +4), and 2 more of held-out 4 and 5's 144.
     translation_weight: float = 1.5
     # English questions are translated to Chinese search terms by the generative model when
     # one is available (POLICYRAG_TRANSLATE=0 turns it off; the glossary still applies).

@@ -41,6 +41,8 @@ def with_news(tmp_path, index_copy, embedder):
 
 def test_only_report_passages_get_vectors_and_adds_keep_them_covered(with_news, embedder,
                                                                       tmp_path, capsys):
+    assert main(["index", "info", "--index", str(with_news)]) == 0
+    assert "report vectors none (policyrag index encode-reports" in capsys.readouterr().out
     assert main(["index", "encode-reports", "--encoder", SECOND, "--index", str(with_news)]) == 0
     out = capsys.readouterr().out
     assert "52 of 52 report passages, 52 embedded now" in out  # the seeds', not the news story's

@@ -241,6 +241,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"report vectors {rv['model']}: {rv['covered']} of {rv['report_chunks']} report "
               "passages" + ("" if rv["covered"] == rv["report_chunks"] else
                             " (policyrag index encode-reports embeds the rest)"))
+    else:
+        print("report vectors none (policyrag index encode-reports: EmbeddingGemma reads the "
+              "report passages' sentences for questions that name no place)")
     print(f"english    {info['english_questions']}")
     for d in info["documents"]:
         print(f"  {d['doc_id']:<28} {d['locality'] or '?':<10} {d['type'] or '':<11} "

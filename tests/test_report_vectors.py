@@ -23,6 +23,12 @@ NAMED = "路桥如何吸引民间投资?"
 NEWS = "民间投资观察（新闻联播）\n央视网消息(新闻联播):记者今天走访企业,听他们谈民间投资和营商环境。\n"
 
 
+def _as_made_by(model: str, path) -> None:
+    stored = report_vectors._read(path)
+    stored.model = model
+    report_vectors._write(path, stored)
+
+
 def _engine(root, embedder, **settings) -> Engine:
     eng = Engine(root, settings=Settings(**settings))
     eng._embedder = embedder
@@ -75,8 +81,7 @@ def test_a_question_naming_no_place_is_also_ranked_by_the_report_vectors(with_ne
 def test_vectors_whose_encoder_cannot_load_leave_search_working(with_news, embedder):
     eng = _engine(with_news, embedder)
     report_vectors.encode_reports(eng.index, embedder)
-    model, stored = report_vectors._read(with_news / report_vectors.FILE)
-    report_vectors._write(with_news / report_vectors.FILE, "packaged:no-such-model", stored)
+    _as_made_by("packaged:no-such-model", with_news / report_vectors.FILE)
     with pytest.warns(UserWarning, match="no-such-model"):
         hits = _engine(with_news, embedder).search(PLACELESS)
     assert hits and hits[0].doc_id == "002_e8d0747b3dfad330"
@@ -114,8 +119,7 @@ def test_an_add_commits_even_where_the_second_encoder_cannot_load(with_news, emb
                                                                  tmp_path):
     eng = _engine(with_news, embedder)
     report_vectors.encode_reports(eng.index, embedder)
-    _, stored = report_vectors._read(with_news / report_vectors.FILE)
-    report_vectors._write(with_news / report_vectors.FILE, "packaged:no-such-model", stored)
+    _as_made_by("packaged:no-such-model", with_news / report_vectors.FILE)
     (tmp_path / "more").mkdir()
     (tmp_path / "more" / "note.txt").write_text(report("缙云烧饼产业"), "utf-8")
     with pytest.warns(UserWarning, match="report vectors not updated"):
@@ -129,9 +133,9 @@ def test_a_passage_scores_as_its_closest_sentence():
     # Two passages: the first of two sentences, the second of one.
     found = report_vectors.ReportMatrix(
         "m", np.array([10, 20]), np.array([0, 2]),
-        np.array([[1, 0, 0], [0, 1, 0], [0.6, 0.8, 0]], np.float16))
+        np.array([[1, 0, 0], [0, 1, 0], [0.6, 0.8, 0]], np.float32))
     queries = np.array([[0, 1, 0], [0, 0, 1]], np.float32)
-    assert found.best(queries, block=2) == pytest.approx(np.array([[1, 0.8], [0, 0]]), abs=1e-3)
+    assert found.best(queries) == pytest.approx(np.array([[1, 0.8], [0, 0]]), abs=1e-3)
 
 
 def test_an_older_per_passage_file_is_written_anew(with_news, embedder, capsys):

@@ -49,18 +49,25 @@ class Coverage:
 
 @dataclass
 class ReportMatrix:
-    """The sentence vectors of the index's report rows that have all of theirs, row by row."""
+    """The sentence vectors of the index's report rows that have theirs, row by row."""
     model: str
     rows: np.ndarray  # index rows (int64)
     starts: np.ndarray  # where each row's sentences begin in `vectors`
-    vectors: np.ndarray  # (sentences, dim) float16, normalised
+    vectors: np.ndarray  # (sentences, dim) float32, normalised
 
-    def best(self, queries: np.ndarray, block: int = 16384) -> np.ndarray:
+    def best(self, queries: np.ndarray) -> np.ndarray:
         """(len(queries), len(rows)): each row's closest sentence to each query vector."""
-        queries = np.asarray(queries, np.float32).T
-        cos = np.concatenate([self.vectors[i:i + block].astype(np.float32) @ queries
-                              for i in range(0, len(self.vectors), block)])
+        cos = self.vectors @ np.asarray(queries, np.float32).T
         return np.maximum.reduceat(cos, self.starts, axis=0).T
+
+
+@dataclass
+class Stored:
+    """A vector file: the sentences' vectors, and which sentences make up each passage (so
+    that opening an index needs no sentence splitting, only a hash of each report passage)."""
+    model: str
+    vectors: dict[bytes, np.ndarray]  # sentence key -> vector
+    passages: dict[bytes, tuple[bytes, ...]]  # passage key -> its sentences' keys
 
 
 def text_key(text: str) -> bytes:
@@ -71,27 +78,28 @@ def report_rows(index) -> np.ndarray:
     return np.flatnonzero(index.view().from_reports(np.arange(len(index.chunks))))
 
 
-def _report_sentences(index) -> tuple[np.ndarray, list[dict[bytes, str]]]:
-    """The index's report rows and the sentences of each (simplified, as indexed), by key."""
-    rows = report_rows(index)
-    return rows, [{text_key(t): t for t in sentences(to_simplified(index.chunks[i].text))}
-                  for i in rows]
+def _passage_keys(index, rows: np.ndarray) -> list[bytes]:
+    return [text_key(index.chunks[i].text) for i in rows]
 
 
-def _read(path: Path) -> tuple[str, dict[bytes, np.ndarray]]:
+def _read(path: Path) -> Stored:
     with np.load(path) as data:
         model = str(data["model"])
         if str(data["unit"]) != UNIT:
             raise ValueError(f"report vectors per {data['unit']}, not per {UNIT}")
         keys = [bytes(k) for k in data["keys"]]
-        return model, dict(zip(keys, data["vectors"], strict=True))
+        members = data["members"]
+        bounds = np.cumsum([0, *data["counts"]])
+        passages = {bytes(p): tuple(keys[j] for j in members[a:b])
+                    for p, a, b in zip(data["passages"], bounds[:-1], bounds[1:], strict=True)}
+        return Stored(model, dict(zip(keys, data["vectors"], strict=True)), passages)
 
 
 # What a damaged or foreign file raises when read.
 _UNREADABLE = (OSError, ValueError, KeyError, zipfile.BadZipFile)
 
 
-def _readable(path: Path) -> tuple[str, dict[bytes, np.ndarray]] | None:
+def _readable(path: Path) -> Stored | None:
     try:
         return _read(path)
     except _UNREADABLE:
@@ -108,12 +116,21 @@ def stored_model(root: Path) -> str | None:
         return None
 
 
-def _write(path: Path, model: str, stored: dict[bytes, np.ndarray]) -> None:
-    keys = np.array([np.frombuffer(k, np.uint8) for k in stored], np.uint8).reshape(-1, 16)
-    vectors = np.array(list(stored.values()), np.float16)
+def _key_array(keys: list[bytes]) -> np.ndarray:
+    return np.array([np.frombuffer(k, np.uint8) for k in keys], np.uint8).reshape(-1, 16)
+
+
+def _write(path: Path, stored: Stored) -> None:
+    keys = list(stored.vectors)
+    where = {k: i for i, k in enumerate(keys)}
+    groups = list(stored.passages.values())
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with tmp.open("wb") as fh:
-        np.savez(fh, model=np.array(model), unit=np.array(UNIT), keys=keys, vectors=vectors)
+        np.savez(fh, model=np.array(stored.model), unit=np.array(UNIT), keys=_key_array(keys),
+                 vectors=np.array(list(stored.vectors.values()), np.float16),
+                 passages=_key_array(list(stored.passages)),
+                 members=np.array([where[k] for g in groups for k in g], np.int32),
+                 counts=np.array([len(g) for g in groups], np.int32))
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
@@ -126,32 +143,41 @@ def encode_reports(index, embedder: Embedder, progress: bool = False,
     reusing the stored ones; another encoder's file, or a damaged one, is replaced whole. Holds
     the index's writer lock while it writes."""
     path = index.root / FILE
-    rows, groups = _report_sentences(index)
-    texts = {k: t for group in groups for k, t in group.items()}
-    stored: dict[bytes, np.ndarray] = {}
-    previous = _readable(path) if path.exists() else None
-    if previous is not None and previous[0] == embedder.name:
-        stored = {k: v for k, v in previous[1].items() if k in texts}
-    missing = [k for k in texts if k not in stored]
-    fresh = sum(any(k not in stored for k in group) for group in groups)
+    rows = report_rows(index)
+    texts = dict(zip(_passage_keys(index, rows), (index.chunks[i].text for i in rows),
+                     strict=True))
+    old = _readable(path) if path.exists() else None
+    if old is None or old.model != embedder.name:
+        old = Stored(embedder.name, {}, {})
+    passages, sentence_of = {}, {}
+    for key, text in texts.items():
+        group = old.passages.get(key)
+        if group is None or not all(k in old.vectors for k in group):
+            found = {text_key(t): t for t in sentences(to_simplified(text))}
+            group = tuple(found)
+            sentence_of.update(found)
+        passages[key] = group
+    vectors = {k: old.vectors[k] for g in passages.values() for k in g if k in old.vectors}
+    missing = [k for k in sentence_of if k not in vectors]
     if missing:
-        vectors = embedder.encode([texts[k] for k in missing], "passage", progress=progress)
-        stored.update(zip(missing, np.asarray(vectors, np.float16), strict=True))
+        encoded = embedder.encode([sentence_of[k] for k in missing], "passage", progress=progress)
+        vectors.update(zip(missing, np.asarray(encoded, np.float16), strict=True))
     with writer_lock(index.root, wait):
-        _write(path, embedder.name, stored)
+        _write(path, Stored(embedder.name, vectors, passages))
+    fresh = sum(1 for k in texts if k not in old.passages)
     return Coverage(embedder.name, len(rows), len(rows), fresh)
 
 
 def coverage(index) -> Coverage | None:
-    """What the stored vectors cover of the index's report passages (a passage is covered when
-    all its sentences are); None without a readable file."""
+    """What the stored vectors cover of the index's report passages; None without a readable
+    file."""
     path = index.root / FILE
     found = _readable(path) if path.exists() else None
     if found is None:
         return None
-    model, stored = found
-    rows, groups = _report_sentences(index)
-    return Coverage(model, len(rows), sum(all(k in stored for k in g) for g in groups))
+    rows = report_rows(index)
+    covered = sum(k in found.passages for k in _passage_keys(index, rows))
+    return Coverage(found.model, len(rows), covered)
 
 
 def matrix(index) -> ReportMatrix | None:
@@ -171,14 +197,16 @@ def matrix(index) -> ReportMatrix | None:
                       "policyrag index encode-reports writes it again", stacklevel=2)
         index._report_matrix = (stamp, None)
         return None
-    model, stored = found
-    rows, groups = _report_sentences(index)
-    kept = [(i, list(g)) for i, g in zip(rows, groups, strict=True)
-            if all(k in stored for k in g)]
-    dim = len(next(iter(stored.values()))) if stored else 1
-    vectors = np.array([stored[k] for _, keys in kept for k in keys], np.float16).reshape(-1, dim)
+    rows = report_rows(index)
+    kept = [(i, found.passages[k]) for i, k in zip(rows, _passage_keys(index, rows), strict=True)
+            if k in found.passages]
+    dim = len(next(iter(found.vectors.values()))) if found.vectors else 1
+    # float32 in memory: a search then costs one matrix product (float16 blocks converted at
+    # each search took three times as long with the 176 reports' 67,684 sentences).
+    vectors = np.array([found.vectors[k] for _, keys in kept for k in keys],
+                       np.float32).reshape(-1, dim)
     starts = np.cumsum([0] + [len(keys) for _, keys in kept[:-1]]).astype(np.int64)
-    result = ReportMatrix(model, np.array([i for i, _ in kept], np.int64),
+    result = ReportMatrix(found.model, np.array([i for i, _ in kept], np.int64),
                           starts if kept else np.zeros(0, np.int64), vectors)
     index._report_matrix = (stamp, result)
     return result

@@ -35,6 +35,7 @@ from policyrag.evaluation import (  # noqa: E402
     format_side_by_side,
     load_questions,
 )
+from policyrag.index import report_vectors  # noqa: E402
 from policyrag.index.segments import current_tokens  # noqa: E402
 from policyrag.script import is_english  # noqa: E402
 from policyrag.search import second_opinion  # noqa: E402
@@ -81,6 +82,16 @@ def second_opinion_latency(root: Path, scale: Engine, queries: list[str]) -> dic
     return rows
 
 
+def report_vector_latency(root: Path, scale: Engine, queries: list[str]) -> dict:
+    """`search` without and with the index's report vectors (`policyrag index encode-reports`),
+    one after the other; nothing when the index has none."""
+    if report_vectors.matrix(scale.index) is None:
+        return {}
+    without = Engine(root, settings=Settings(report_vectors=False))
+    return {"search_no_report_vectors": timed(lambda q: without.search(q, 5), queries),
+            "search_report_vectors": timed(lambda q: scale.search(q, 5), queries)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--index", type=Path, default=ROOT / "indexes" / "scale")
@@ -123,9 +134,10 @@ def main() -> int:
         "ask_by_locality": timed(lambda q: answerer.ask(q, by_locality=True), priorities),
     }
     figures["latency"].update(second_opinion_latency(args.index, scale, queries))
+    figures["latency"].update(report_vector_latency(args.index, scale, queries))
     print("\nwarm latency at scale (ms):")
     for name, row in figures["latency"].items():
-        print(f"  {name:<18} p50 {row['p50_ms']:>8}  p95 {row['p95_ms']:>8}  (n={row['n']})")
+        print(f"  {name:<24} p50 {row['p50_ms']:>8}  p95 {row['p95_ms']:>8}  (n={row['n']})")
     if args.json:
         args.json.write_text(json.dumps(figures, ensure_ascii=False, indent=2), "utf-8")
     return 0

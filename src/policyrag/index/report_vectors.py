@@ -149,12 +149,12 @@ def encode_reports(index, embedder: Embedder, progress: bool = False,
     old = _readable(path) if path.exists() else None
     if old is None or old.model != embedder.name:
         old = Stored(embedder.name, {}, {})
-    passages, sentence_of = {}, {}
+    passages, sentence_of, fresh = {}, {}, 0
     for key, text in texts.items():
         group = old.passages.get(key)
         if group is None or not all(k in old.vectors for k in group):
             found = {text_key(t): t for t in sentences(to_simplified(text))}
-            group = tuple(found)
+            group, fresh = tuple(found), fresh + 1
             sentence_of.update(found)
         passages[key] = group
     vectors = {k: old.vectors[k] for g in passages.values() for k in g if k in old.vectors}
@@ -164,7 +164,6 @@ def encode_reports(index, embedder: Embedder, progress: bool = False,
         vectors.update(zip(missing, np.asarray(encoded, np.float16), strict=True))
     with writer_lock(index.root, wait):
         _write(path, Stored(embedder.name, vectors, passages))
-    fresh = sum(1 for k in texts if k not in old.passages)
     return Coverage(embedder.name, len(rows), len(rows), fresh)
 
 

@@ -44,11 +44,11 @@ _CEREMONY = re.compile(r"纪念|庆祝|祝贺|表彰|颁奖|追悼|悼念|开幕
                        r"报告会|首发|仪式|周年")
 
 
-# A plenary session (全会, 全体（扩大）会议) as the meeting held, in its meeting line or headline;
-# not one about another plenary ("…讨论拟提请十九届二中全会审议的文件", "学习贯彻六中全会精神").
 # What a plenary session is called, in simplified script; questions ask about one so too.
 PLENARY_NAMES = r"全会|全体(?:（扩大）|\(扩大\))?会议"
 _PLENARY = re.compile(PLENARY_NAMES)
+# A plenary session as the meeting held, in its meeting line or headline; not one about another
+# plenary ("…讨论拟提请十九届二中全会审议的文件", "学习贯彻六中全会精神").
 _ABOUT_ANOTHER = re.compile(r"提请|学习|贯彻|落实|传达|精神|审议的|解读|宣讲|决定召开|筹备")
 
 
